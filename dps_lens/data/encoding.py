@@ -1,0 +1,131 @@
+"""Tokenize examples so that exactly the target tokens are marked for the loss.
+
+Prompt and target are tokenized separately and concatenated, so the boundary is exact. When the
+whole sequence does not fit the context, profile items are dropped from the front (oldest first)
+until it does; the input and the target are never cut.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from dps_lens.data.example import PreferenceExample
+from dps_lens.data.prompts import PromptTemplate
+from dps_lens.errors import DpsLensError
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """Token ids of ``prompt + target``; ``input_ids[target_start:]`` are the target tokens."""
+
+    input_ids: list[int]
+    target_start: int
+    n_profile_items: int  # profile items kept after truncation
+
+    @property
+    def n_target(self) -> int:
+        return len(self.input_ids) - self.target_start
+
+
+@dataclass(frozen=True)
+class TargetBatch:
+    """Right-padded batch. ``target_mask[b, t]`` is True where token t of row b is a target token."""
+
+    tokens: Int[Tensor, "batch pos"]
+    target_mask: Bool[Tensor, "batch pos"]
+
+    @property
+    def label_mask(self) -> Bool[Tensor, "batch pos_minus_1"]:
+        """True at positions whose *next* token is a target token (where the loss is read)."""
+        return self.target_mask[:, 1:]
+
+    def to(self, device: torch.device | str) -> TargetBatch:
+        return TargetBatch(self.tokens.to(device), self.target_mask.to(device))
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Tokenizer + template + context limit: encodes examples for scoring and steering."""
+
+    tokenizer: Any
+    template: PromptTemplate
+    max_length: int
+    prepend_bos: bool = True
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, input_text: str, profile: Sequence[str]) -> list[int]:
+        ids = self._ids(self.template.render(input_text, profile, self.tokenizer))
+        bos = self.tokenizer.bos_token_id
+        if self.prepend_bos and not self.template.use_chat_template and bos is not None:
+            ids = [bos, *ids]
+        return ids
+
+    def encode(self, example: PreferenceExample, with_target: bool = True) -> EncodedExample:
+        """Encode one example, dropping the oldest profile items if the context is too short."""
+        target = self._ids(example.target) if with_target else []
+        if with_target and not target:
+            raise DpsLensError(
+                f"example of user {example.user_id!r} has an empty target; drop it or give a target"
+            )
+        profile = list(example.profile) if self.template.include_profile else []
+        if self.template.include_profile and not profile:
+            warnings.warn(
+                f"user {example.user_id!r} has an empty profile: scoring it measures no preference",
+                stacklevel=2,
+            )
+        for start in range(len(profile) + 1):
+            prompt = self.prompt_ids(example.input, profile[start:])
+            if len(prompt) + len(target) <= self.max_length:
+                return EncodedExample(prompt + target, len(prompt), len(profile) - start)
+        raise DpsLensError(
+            f"example of user {example.user_id!r}: input + target alone take "
+            f"{len(prompt) + len(target)} tokens, more than the context limit of {self.max_length}; "
+            "shorten the input, raise --max-length up to the model's context, or use a longer-context model"
+        )
+
+    def encode_many(self, examples: Sequence[PreferenceExample]) -> list[EncodedExample]:
+        return [self.encode(example) for example in examples]
+
+
+def collate(encoded: Sequence[EncodedExample], pad_id: int) -> TargetBatch:
+    """Right-pad encoded examples into one batch (right padding leaves causal logits unchanged)."""
+    if not encoded:
+        raise DpsLensError("cannot build a batch from zero examples")
+    width = max(len(e.input_ids) for e in encoded)
+    tokens = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    target_mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for row, example in enumerate(encoded):
+        tokens[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
+        target_mask[row, example.target_start : len(example.input_ids)] = True
+    return TargetBatch(tokens, target_mask)
+
+
+def encoder_for(model: Any, template: PromptTemplate, max_length: int | None = None) -> Encoder:
+    """An ``Encoder`` for a loaded bridge; ``max_length`` defaults to (and may not exceed) its context."""
+    n_ctx = int(model.cfg.n_ctx)
+    if max_length is not None and max_length > n_ctx:
+        raise DpsLensError(
+            f"--max-length {max_length} exceeds the model's context of {n_ctx} tokens; use at most {n_ctx}"
+        )
+    return Encoder(
+        tokenizer=model.tokenizer,
+        template=template,
+        max_length=max_length or n_ctx,
+        prepend_bos=bool(getattr(model.cfg, "default_prepend_bos", True)),
+    )
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id
+    return int(pad if pad is not None else 0)

@@ -1,0 +1,42 @@
+"""Split examples by user, so discovery and evaluation never share a user."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from dps_lens.data.example import PreferenceExample, user_ids
+from dps_lens.errors import DpsLensError
+
+
+def split_by_user(
+    examples: Sequence[PreferenceExample], discovery_fraction: float = 0.5, seed: int = 0
+) -> tuple[list[PreferenceExample], list[PreferenceExample]]:
+    """(discovery, evaluation): a seeded shuffle of the users, cut at ``discovery_fraction``."""
+    if not 0.0 < discovery_fraction < 1.0:
+        raise DpsLensError(f"discovery_fraction must be in (0, 1), got {discovery_fraction}")
+    users = user_ids(examples)
+    if len(users) < 2:
+        raise DpsLensError("a user-disjoint split needs at least two users")
+    random.Random(seed).shuffle(users)
+    n_discovery = min(max(1, round(discovery_fraction * len(users))), len(users) - 1)
+    chosen = set(users[:n_discovery])
+    discovery = [e for e in examples if e.user_id in chosen]
+    evaluation = [e for e in examples if e.user_id not in chosen]
+    return discovery, evaluation
+
+
+def sample_examples(
+    examples: Sequence[PreferenceExample], n: int | None, seed: int = 0
+) -> list[PreferenceExample]:
+    """``n`` examples drawn without replacement (seeded), in their original order; all if ``n`` is None."""
+    if n is None:
+        return list(examples)
+    if n <= 0:
+        raise DpsLensError(f"--n must be positive, got {n}")
+    if n > len(examples):
+        raise DpsLensError(
+            f"--n {n} is larger than the {len(examples)} examples in the data; use --n {len(examples)} or less"
+        )
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]

