@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from dps_lens.cli import main
+from dps_lens.scoring import HeadScores
+
+
+def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["discover", "--model", "tiny-gpt2", "--device", "cpu", "--data", str(examples_jsonl),
+                 "--k", "3", "--n", "4", "--mode", "mean", "--out", str(out), "--no-progress"])
+    assert code == 0
+    for name in ("scores.safetensors", "scores.json", "ranked.json", "ranked.csv", "top_k.json",
+                 "heatmap.html"):
+        assert (out / name).exists(), name
+    scores = HeadScores.load(out)
+    assert scores.n_examples == 4 and scores.config["mode"] == "mean"
+    assert len(json.loads((out / "top_k.json").read_text())["heads"]) == 3
+    html = (out / "heatmap.html").read_text()
+    assert "plotly" in html.lower() and "PCS (nats)" in html
+    printed = capsys.readouterr().out
+    assert "scored 8 heads on 4 examples" in printed and "L" in printed
+
+
+def test_discover_layers_subset(examples_jsonl, tmp_path):
+    out = tmp_path / "run"
+    assert main(["discover", "--model", "tiny-llama", "--device", "cpu", "--data", str(examples_jsonl),
+                 "--layers", "2", "--k", "2", "--out", str(out), "--no-progress"]) == 0
+    assert {row["layer"] for row in HeadScores.load(out).ranked()} == {2}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--n", "99"], "larger than the 6 examples"),
+        (["--layers", "5"], "out of range"),
+        (["--model", "./missing-model"], "does not exist"),
+        (["--max-length", "100000"], "exceeds the model's context"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(examples_jsonl, tmp_path, capsys, extra, message):
+    args = ["discover", "--model", "tiny-gpt2", "--device", "cpu", "--data", str(examples_jsonl),
+            "--out", str(tmp_path / "run"), "--no-progress", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_malformed_data_file_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"user_id": "a", "input": "x", "target": "y"}\n{oops\n')
+    assert main(["discover", "--model", "tiny-gpt2", "--data", str(bad), "--out", str(tmp_path)]) == 2
+    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (tmp_path / "pcs_heatmap.html").exists() and (tmp_path / "ranked.csv").exists()
+    assert "95% CI" in capsys.readouterr().out
