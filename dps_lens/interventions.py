@@ -140,7 +140,9 @@ def ablate_heads(
     if mode not in MASK_MODES:
         raise DpsLensError(f"unknown mask mode {mode!r}; use one of {', '.join(MASK_MODES)}")
     if mode == "mean" and means is None:
-        raise DpsLensError("mode='mean' needs the reference means: pass means=head_means(model, ...)")
+        raise DpsLensError(
+            "mode='mean' needs the reference means: pass means=head_means(model, ...)"
+        )
     weights = head_mask.weights
 
     def z_hook(layer: int):
@@ -163,7 +165,9 @@ def ablate_heads(
         return hook
 
     if mode == "uniform":
-        hooks = [(f"blocks.{layer}.attn.hook_pattern", pattern_hook(layer)) for layer in head_mask.layers]
+        hooks = [
+            (f"blocks.{layer}.attn.hook_pattern", pattern_hook(layer)) for layer in head_mask.layers
+        ]
     else:
         hooks = [(f"blocks.{layer}.attn.hook_z", z_hook(layer)) for layer in head_mask.layers]
     with model.hooks(fwd_hooks=hooks):

@@ -2,7 +2,9 @@
 
 A model spec is one of:
 
-* a bundled name (``tiny-gpt2``, ``tiny-llama``: seeded random models for tests and quick runs);
+* a bundled name: ``organism-free`` and ``organism-planted`` (small LMs trained on the
+  personalization world, shipped inside the package; see ``dps_lens.organism``), or
+  ``tiny-gpt2`` / ``tiny-llama`` (seeded random models for tests);
 * a local HF directory (``config.json`` plus safetensors or ``.bin`` weights and tokenizer files);
 * a local GGUF checkpoint (a ``.gguf`` file, or a directory holding exactly one), de-quantized to
   float32 by transformers (needs the ``gguf`` package);
@@ -28,13 +30,34 @@ from transformer_lens.model_bridge import TransformerBridge
 from dps_lens.errors import ModelLoadError
 from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 
+BUNDLED_ORGANISMS = ("organism-free", "organism-planted")
+
+
+def organism_dir(name: str) -> Path:
+    """Directory of a bundled organism inside the installed package."""
+    path = Path(__file__).parent / "organism" / "weights" / name
+    if not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"bundled model {name!r} is missing from this installation ({path}); reinstall dps_lens "
+            f"or rebuild it with: dps-lens organism train --name {name}"
+        )
+    return path
+
+
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +149,10 @@ def _check_hub_reachable(name: str) -> None:
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
-    why = "the hub is offline (HF_HUB_OFFLINE=1)" if _is_hub_offline() else (
-        "the hub cannot be reached" if not _hub_answers() else ""
+    why = (
+        "the hub is offline (HF_HUB_OFFLINE=1)"
+        if _is_hub_offline()
+        else ("the hub cannot be reached" if not _hub_answers() else "")
     )
     if why:
         raise ModelLoadError(
@@ -172,6 +197,8 @@ def load_model(
     hf_model = None
     if spec_str in TINY_MODELS:
         source = str(tiny_model_dir(spec_str))
+    elif spec_str in BUNDLED_ORGANISMS:
+        source = str(organism_dir(spec_str))
     elif path.exists():
         gguf = _find_gguf(path)
         if gguf is not None:
@@ -209,7 +236,20 @@ def load_model(
         bridge.to(torch_device)
     bridge.eval()
     bridge.cfg.model_name = spec_str
+    _install_card_constraints(bridge, Path(source) if hf_model is None else None)
     return bridge
+
+
+def _install_card_constraints(bridge: TransformerBridge, directory: Path | None) -> None:
+    """Apply what a dps_lens model card requires at load time (the planted organism's hooks)."""
+    if directory is None or not (directory / "model_card.json").exists():
+        return
+    from dps_lens.organism.planted import install_planted_constraint, planted_spec_from_card
+    from dps_lens.organism.train import read_card
+
+    spec = planted_spec_from_card(read_card(directory), bridge.tokenizer)
+    if spec is not None:
+        install_planted_constraint(bridge, spec)
 
 
 def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:

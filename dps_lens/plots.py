@@ -20,7 +20,12 @@ def pcs_heatmap(scores: HeadScores, title: str | None = None) -> go.Figure:
     limit = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
     figure = go.Figure(
         go.Heatmap(
-            z=mean, customdata=custom, zmid=0.0, zmin=-limit, zmax=limit, colorscale="RdBu_r",
+            z=mean,
+            customdata=custom,
+            zmid=0.0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
             colorbar={"title": {"text": "PCS (nats)"}},
             hovertemplate=(
                 "layer %{y}, head %{x}<br>PCS %{z:.4f} nats<br>"
@@ -31,8 +36,11 @@ def pcs_heatmap(scores: HeadScores, title: str | None = None) -> go.Figure:
     )
     figure.update_layout(
         title=title or f"Preference Contribution Score — {scores.model_id}",
-        xaxis={"title": "head", "dtick": 1}, yaxis={"title": "layer", "dtick": 1, "autorange": "reversed"},
-        font=FONT, template="simple_white", width=max(420, 60 + 28 * scores.n_heads),
+        xaxis={"title": "head", "dtick": 1},
+        yaxis={"title": "layer", "dtick": 1, "autorange": "reversed"},
+        font=FONT,
+        template="simple_white",
+        width=max(420, 60 + 28 * scores.n_heads),
         height=max(360, 140 + 22 * scores.n_layers),
     )
     return figure

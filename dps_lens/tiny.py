@@ -7,6 +7,7 @@ the ordinary local-directory path like any HF checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -37,7 +38,9 @@ class TinyModelConfig:
     n_heads: int = 4
     n_kv_heads: int = 4
     d_model: int = 64
+    d_mlp: int | None = None  # default: 4 d_model (gpt2), 2 d_model (llama)
     n_ctx: int = 1024
+    tie_embeddings: bool = False
     seed: int = 0
 
 
@@ -64,20 +67,32 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def _hf_model(cfg: TinyModelConfig, vocab_size: int) -> PreTrainedModel:
+def hf_model(cfg: TinyModelConfig, vocab_size: int) -> PreTrainedModel:
+    """A randomly initialised HF causal LM of shape ``cfg`` (pad 0, bos 1, eos 2)."""
     special = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
     hf_cfg: PretrainedConfig
     if cfg.architecture == "gpt2":
         hf_cfg = GPT2Config(
-            vocab_size=vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model,
-            n_layer=cfg.n_layers, n_head=cfg.n_heads, **special,
+            vocab_size=vocab_size,
+            n_positions=cfg.n_ctx,
+            n_embd=cfg.d_model,
+            n_layer=cfg.n_layers,
+            n_head=cfg.n_heads,
+            n_inner=cfg.d_mlp,
+            **special,
         )
         return GPT2LMHeadModel(hf_cfg)
     if cfg.architecture == "llama":
         hf_cfg = LlamaConfig(
-            vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=2 * cfg.d_model,
-            num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
-            num_key_value_heads=cfg.n_kv_heads, max_position_embeddings=cfg.n_ctx, **special,
+            vocab_size=vocab_size,
+            hidden_size=cfg.d_model,
+            intermediate_size=cfg.d_mlp or 2 * cfg.d_model,
+            num_hidden_layers=cfg.n_layers,
+            num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.n_kv_heads,
+            max_position_embeddings=cfg.n_ctx,
+            tie_word_embeddings=cfg.tie_embeddings,
+            **special,
         )
         return LlamaForCausalLM(hf_cfg)
     raise ValueError(f"unknown tiny architecture {cfg.architecture!r}; use 'gpt2' or 'llama'")
@@ -89,7 +104,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path) -> Path:
     tokenizer = byte_level_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = _hf_model(cfg, vocab_size=len(tokenizer))
+        model = hf_model(cfg, vocab_size=len(tokenizer))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -105,10 +120,8 @@ def tiny_model_dir(name: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         build_tiny_model(cfg, staging)
-        try:
+        with contextlib.suppress(OSError):  # another process finished first
             staging.rename(target)
-        except OSError:  # another process finished first
-            pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

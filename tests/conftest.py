@@ -12,7 +12,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SMOLLM2_DIR = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
 LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
 LAMP4 = SHARED / "data" / "lamp4_user_dev_dps" / "LaMP-4.dev300.jsonl"
-PERSONACHAT = SHARED / "data" / "personachat_convai2_valid" / "valid_self_original_no_cands.first500.txt"
+PERSONACHAT = (
+    SHARED / "data" / "personachat_convai2_valid" / "valid_self_original_no_cands.first500.txt"
+)
 
 
 def needs_shared(path: Path):
@@ -50,9 +52,9 @@ def tiny_model(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def examples():
-    from dps_lens.data.synthetic import synthetic_examples
+    from dps_lens.organism.world import World, WorldConfig
 
-    return synthetic_examples(n_users=3, queries_per_user=2, seed=1)
+    return World(WorldConfig(seed=1)).split_examples("evaluation", 3, queries_per_user=2)
 
 
 @pytest.fixture

@@ -8,11 +8,35 @@ from dps_lens.scoring import HeadScores
 
 def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["discover", "--model", "tiny-gpt2", "--device", "cpu", "--data", str(examples_jsonl),
-                 "--k", "3", "--n", "4", "--mode", "mean", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "discover",
+            "--model",
+            "tiny-gpt2",
+            "--device",
+            "cpu",
+            "--data",
+            str(examples_jsonl),
+            "--k",
+            "3",
+            "--n",
+            "4",
+            "--mode",
+            "mean",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
-    for name in ("scores.safetensors", "scores.json", "ranked.json", "ranked.csv", "top_k.json",
-                 "heatmap.html"):
+    for name in (
+        "scores.safetensors",
+        "scores.json",
+        "ranked.json",
+        "ranked.csv",
+        "top_k.json",
+        "heatmap.html",
+    ):
         assert (out / name).exists(), name
     scores = HeadScores.load(out)
     assert scores.n_examples == 4 and scores.config["mode"] == "mean"
@@ -25,8 +49,27 @@ def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, ca
 
 def test_discover_layers_subset(examples_jsonl, tmp_path):
     out = tmp_path / "run"
-    assert main(["discover", "--model", "tiny-llama", "--device", "cpu", "--data", str(examples_jsonl),
-                 "--layers", "2", "--k", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "discover",
+                "--model",
+                "tiny-llama",
+                "--device",
+                "cpu",
+                "--data",
+                str(examples_jsonl),
+                "--layers",
+                "2",
+                "--k",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert {row["layer"] for row in HeadScores.load(out).ranked()} == {2}
 
 
@@ -40,8 +83,19 @@ def test_discover_layers_subset(examples_jsonl, tmp_path):
     ],
 )
 def test_bad_input_gives_one_line_errors(examples_jsonl, tmp_path, capsys, extra, message):
-    args = ["discover", "--model", "tiny-gpt2", "--device", "cpu", "--data", str(examples_jsonl),
-            "--out", str(tmp_path / "run"), "--no-progress", *extra]
+    args = [
+        "discover",
+        "--model",
+        "tiny-gpt2",
+        "--device",
+        "cpu",
+        "--data",
+        str(examples_jsonl),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        *extra,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
@@ -50,11 +104,71 @@ def test_bad_input_gives_one_line_errors(examples_jsonl, tmp_path, capsys, extra
 def test_malformed_data_file_names_the_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"user_id": "a", "input": "x", "target": "y"}\n{oops\n')
-    assert main(["discover", "--model", "tiny-gpt2", "--data", str(bad), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["discover", "--model", "tiny-gpt2", "--data", str(bad), "--out", str(tmp_path)]) == 2
+    )
     assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
     assert (tmp_path / "pcs_heatmap.html").exists() and (tmp_path / "ranked.csv").exists()
-    assert "95% CI" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "95% CI" in printed and "precision@3 = 1.00" in printed and "no profile" in printed
+
+
+def test_organism_data_then_discover_finds_the_planted_heads(tmp_path, capsys):
+    data = tmp_path / "discovery.jsonl"
+    assert main(["organism", "data", "--users", "30", "--out", str(data)]) == 0
+    assert len(data.read_text().splitlines()) == 60
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "discover",
+                "--model",
+                "organism-planted",
+                "--data",
+                str(data),
+                "--k",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    found = {tuple(h) for h in json.loads((out / "top_k.json").read_text())["heads"]}
+    assert found == {(1, 1), (1, 3), (2, 2)}
+
+
+def test_organism_train_is_seeded_and_writes_a_loadable_card(tmp_path, capsys):
+    from dps_lens.models import load_model
+    from dps_lens.organism.train import read_card
+
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert (
+            main(
+                [
+                    "organism",
+                    "train",
+                    "--name",
+                    "organism-planted",
+                    "--steps",
+                    "3",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    assert (outs[0] / "model.safetensors").read_bytes() == (
+        outs[1] / "model.safetensors"
+    ).read_bytes()
+    card = read_card(outs[0])
+    assert card["training"]["steps"] == 3 and "personalization" in card
+    assert "Planted constraint" in (outs[0] / "README.md").read_text()
+    assert load_model(str(outs[0]), device="cpu").planted_spec.heads == ((1, 1), (1, 3), (2, 2))

@@ -49,7 +49,9 @@ def test_target_tokens_are_marked_exactly(tiny_gpt2):
 def test_long_prompts_drop_the_oldest_profile_items_first(tiny_gpt2):
     full = encoder_for(tiny_gpt2, get_template("history")).encode(EXAMPLE)
     limit = len(full.input_ids) - 5  # too short for the first item, long enough without it
-    encoded = Encoder(tiny_gpt2.tokenizer, get_template("history"), max_length=limit).encode(EXAMPLE)
+    encoded = Encoder(tiny_gpt2.tokenizer, get_template("history"), max_length=limit).encode(
+        EXAMPLE
+    )
     assert encoded.n_profile_items == 1
     prompt = tiny_gpt2.tokenizer.decode(encoded.input_ids[1 : encoded.target_start])
     assert "Pizza is great." in prompt and "tea" not in prompt
@@ -82,7 +84,7 @@ def test_generic_jsonl_round_trip_and_hash(examples_jsonl, examples):
 def test_malformed_jsonl_reports_the_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(EXAMPLE.to_dict()) + "\n{not json\n")
-    with pytest.raises(DataFormatError, match="bad.jsonl:2"):
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2"):
         load_examples(path, "jsonl")
     path.write_text(json.dumps({"user_id": "u", "input": "x"}) + "\n")
     with pytest.raises(DataFormatError, match="missing field\\(s\\) target"):
@@ -91,13 +93,20 @@ def test_malformed_jsonl_reports_the_line(tmp_path):
 
 def test_official_lamp_files(tmp_path):
     questions = tmp_path / "dev_questions.json"
-    questions.write_text(json.dumps([
-        {"id": "310", "input": "Generate a headline for: A", "profile": [
-            {"id": "3100", "text": "body", "title": "Old headline"}]},
-    ]))
-    (tmp_path / "dev_outputs.json").write_text(json.dumps(
-        {"task": "LaMP_4", "golds": [{"id": "310", "output": "Gold headline"}]}
-    ))
+    questions.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "310",
+                    "input": "Generate a headline for: A",
+                    "profile": [{"id": "3100", "text": "body", "title": "Old headline"}],
+                },
+            ]
+        )
+    )
+    (tmp_path / "dev_outputs.json").write_text(
+        json.dumps({"task": "LaMP_4", "golds": [{"id": "310", "output": "Gold headline"}]})
+    )
     [example] = load_lamp(questions)
     assert example.target == "Gold headline"
     assert example.profile == ['"Old headline" is the title for "body"']
@@ -114,7 +123,11 @@ def test_personachat_text(tmp_path):
     assert [e.user_id for e in examples] == ["personachat/0"] * 2 + ["personachat/1"]
     assert examples[1].profile == ["i love dogs."]
     assert examples[1].input.splitlines() == [
-        "Partner: hi there", "You: hello , i walk my dogs .", "Partner: nice !", "You:"]
+        "Partner: hi there",
+        "You: hello , i walk my dogs .",
+        "Partner: nice !",
+        "You:",
+    ]
     assert examples[1].target == "they are great ."
 
 

@@ -66,8 +66,10 @@ def test_mean_mode_replaces_z_with_the_reference_mean(tiny_gpt2):
     means = torch.randn(2, 4, int(tiny_gpt2.cfg.d_head))
     seen = {}
     with torch.no_grad(), ablate_heads(tiny_gpt2, [(1, 2)], mode="mean", means=means):
-        tiny_gpt2.run_with_hooks(tokens, fwd_hooks=[
-            ("blocks.1.attn.hook_z", lambda z, hook: seen.setdefault("z", z.clone()))])
+        tiny_gpt2.run_with_hooks(
+            tokens,
+            fwd_hooks=[("blocks.1.attn.hook_z", lambda z, hook: seen.setdefault("z", z.clone()))],
+        )
     z = seen["z"]
     torch.testing.assert_close(z[0, :, 2], means[1, 2].expand(z.shape[1], -1))
 
@@ -78,8 +80,10 @@ def test_head_means_average_real_tokens_only(tiny_gpt2):
     padded = torch.cat([tokens, torch.zeros(1, 5, dtype=torch.long)], 1)
     padded_real = torch.cat([real, torch.zeros(1, 5, dtype=torch.bool)], 1)
     torch.testing.assert_close(
-        head_means(tiny_gpt2, [(tokens, real)]), head_means(tiny_gpt2, [(padded, padded_real)]),
-        atol=1e-6, rtol=0,
+        head_means(tiny_gpt2, [(tokens, real)]),
+        head_means(tiny_gpt2, [(padded, padded_real)]),
+        atol=1e-6,
+        rtol=0,
     )
 
 
@@ -105,21 +109,30 @@ def test_uniform_pattern_respects_cache_offset_and_padding():
 
 
 def test_bad_masks_are_rejected_with_the_fix(tiny_gpt2):
-    with pytest.raises(DpsLensError, match=r"head \(2, 0\) is out of range: this model has layers 0..1"):
+    with pytest.raises(
+        DpsLensError, match=r"head \(2, 0\) is out of range: this model has layers 0..1"
+    ):
         HeadMask.for_model(tiny_gpt2, [(2, 0)])
     with pytest.raises(DpsLensError, match="within \\[0, 1\\]"):
         HeadMask(torch.full((2, 4), 1.5))
     with pytest.raises(DpsLensError, match="within \\[0, 1\\]"):
         HeadMask(torch.full((2, 4), float("nan")))
-    with pytest.raises(DpsLensError, match="but the model has"):
-        with ablate_heads(tiny_gpt2, torch.zeros(3, 4)):
-            pass
-    with pytest.raises(DpsLensError, match="needs the reference means"):
-        with ablate_heads(tiny_gpt2, [(0, 0)], mode="mean"):
-            pass
-    with pytest.raises(DpsLensError, match="batch size 1"), torch.no_grad():
-        with ablate_heads(tiny_gpt2, torch.ones(2, 2, 4)):
-            tiny_gpt2(_tokens(tiny_gpt2))
+    with (
+        pytest.raises(DpsLensError, match="but the model has"),
+        ablate_heads(tiny_gpt2, torch.zeros(3, 4)),
+    ):
+        pass
+    with (
+        pytest.raises(DpsLensError, match="needs the reference means"),
+        ablate_heads(tiny_gpt2, [(0, 0)], mode="mean"),
+    ):
+        pass
+    with (
+        pytest.raises(DpsLensError, match="batch size 1"),
+        torch.no_grad(),
+        ablate_heads(tiny_gpt2, torch.ones(2, 2, 4)),
+    ):
+        tiny_gpt2(_tokens(tiny_gpt2))
 
 
 def test_hooks_are_removed_after_the_block(tiny_gpt2):

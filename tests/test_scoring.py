@@ -4,16 +4,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dps_lens.data import collate, encoder_for, get_template
-from dps_lens.data.synthetic import synthetic_examples
 from dps_lens.errors import DpsLensError, NonFiniteLossError
 from dps_lens.interventions import ablate_heads, head_means
+from dps_lens.organism.world import World, WorldConfig
 from dps_lens.scoring import HeadScores, ScanConfig, score_heads, summarize, target_nll
 from dps_lens.scoring.loss import forward_nll
 
@@ -24,9 +23,13 @@ def _naive_pcs(model, examples, mode):
     encoded = encoder.encode_many(examples)
     means = None
     if mode == "mean":
-        means = head_means(model, [
-            (collate([e], 0).tokens, torch.ones(1, len(e.input_ids), dtype=torch.bool)) for e in encoded
-        ])
+        means = head_means(
+            model,
+            [
+                (collate([e], 0).tokens, torch.ones(1, len(e.input_ids), dtype=torch.bool))
+                for e in encoded
+            ],
+        )
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     out = torch.zeros(len(examples), n_layers, n_heads)
     for i, e in enumerate(encoded):
@@ -41,7 +44,7 @@ def _naive_pcs(model, examples, mode):
 
 def test_target_nll_matches_a_manual_computation(tiny_gpt2):
     encoder = encoder_for(tiny_gpt2, get_template("history"))
-    examples = synthetic_examples(2, 1, seed=0)
+    examples = World().split_examples("evaluation", 2, queries_per_user=1)
     batch = collate(encoder.encode_many(examples), pad_id=0)
     with torch.no_grad():
         logits = tiny_gpt2(batch.tokens)
@@ -57,9 +60,11 @@ def test_target_nll_matches_a_manual_computation(tiny_gpt2):
 def test_batched_scan_equals_the_naive_loop(tiny_model, examples, mode):
     scores = score_heads(tiny_model, examples, ScanConfig(mode=mode, batch_size=7), progress=False)
     reference = _naive_pcs(tiny_model, examples, mode)
-    torch.testing.assert_close(scores.per_example, reference, atol=1e-5, rtol=0)
-    assert scores.per_example.abs().max() > 1e-4
-    torch.testing.assert_close(scores.mean, reference.mean(0), atol=1e-5, rtol=0)
+    # Random tiny models give small effects (uniform attention is close to their own), so the
+    # tolerance is set well below the smallest largest-effect seen (6e-5) and checked against it.
+    torch.testing.assert_close(scores.per_example, reference, atol=2e-6, rtol=0)
+    assert scores.per_example.abs().max() > 2e-5
+    torch.testing.assert_close(scores.mean, reference.mean(0), atol=2e-6, rtol=0)
 
 
 def test_same_seed_gives_identical_scores(tiny_llama, examples):
@@ -72,7 +77,10 @@ def test_same_seed_gives_identical_scores(tiny_llama, examples):
 
 def test_subset_of_heads_leaves_the_rest_unscored(tiny_gpt2, examples):
     scores = score_heads(tiny_gpt2, examples, ScanConfig(heads=((1, 0), (1, 3))), progress=False)
-    assert [(r["layer"], r["head"]) for r in scores.ranked()] in ([(1, 0), (1, 3)], [(1, 3), (1, 0)])
+    assert [(r["layer"], r["head"]) for r in scores.ranked()] in (
+        [(1, 0), (1, 3)],
+        [(1, 3), (1, 0)],
+    )
     assert torch.isnan(scores.mean[0]).all()
     with pytest.raises(DpsLensError, match="only 2 heads have finite scores"):
         scores.top_k(3)
@@ -116,7 +124,9 @@ def test_summary_statistics():
     assert single.stderr.item() == 0.0 and single.ci_low.item() == single.ci_high.item() == 1.0
 
 
-def test_non_finite_loss_stops_with_the_fix_and_keeps_partial_results(tiny_gpt2, examples, tmp_path):
+def test_non_finite_loss_stops_with_the_fix_and_keeps_partial_results(
+    tiny_gpt2, examples, tmp_path
+):
     calls = {"n": 0}
 
     def poison_after_three_forwards(resid, hook):
@@ -124,9 +134,12 @@ def test_non_finite_loss_stops_with_the_fix_and_keeps_partial_results(tiny_gpt2,
         return resid * float("nan") if calls["n"] > 3 else resid
 
     config = ScanConfig(batch_size=4)
-    with tiny_gpt2.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", poison_after_three_forwards)]):
-        with pytest.raises(NonFiniteLossError, match="dtype float32.*partial results are kept"):
-            score_heads(tiny_gpt2, examples, config, checkpoint_dir=tmp_path, progress=False)
+    hooks = [("blocks.0.hook_resid_pre", poison_after_three_forwards)]
+    with (
+        tiny_gpt2.hooks(fwd_hooks=hooks),
+        pytest.raises(NonFiniteLossError, match=r"dtype float32.*partial results are kept"),
+    ):
+        score_heads(tiny_gpt2, examples, config, checkpoint_dir=tmp_path, progress=False)
     saved = load_file(tmp_path / "checkpoint.safetensors")
     assert int(saved["done"].sum()) == 4  # two clean forwards, then one ablation chunk of 4 rows
     resumed = score_heads(tiny_gpt2, examples, config, checkpoint_dir=tmp_path, progress=False)
@@ -135,23 +148,41 @@ def test_non_finite_loss_stops_with_the_fix_and_keeps_partial_results(tiny_gpt2,
 
 
 def test_checkpoint_of_another_scan_is_not_mixed_in(tiny_gpt2, examples, tmp_path):
-    score_heads(tiny_gpt2, examples, ScanConfig(mode="zero"), checkpoint_dir=tmp_path, progress=False)
+    score_heads(
+        tiny_gpt2, examples, ScanConfig(mode="zero"), checkpoint_dir=tmp_path, progress=False
+    )
     with pytest.raises(DpsLensError, match="checkpoint of a different scan"):
-        score_heads(tiny_gpt2, examples, ScanConfig(mode="uniform"), checkpoint_dir=tmp_path,
-                    progress=False)
+        score_heads(
+            tiny_gpt2, examples, ScanConfig(mode="uniform"), checkpoint_dir=tmp_path, progress=False
+        )
 
 
 @pytest.mark.slow
 def test_scan_killed_with_sigkill_resumes_without_recomputing(tiny_llama, tmp_path):
-    examples = synthetic_examples(n_users=40, queries_per_user=2, seed=5)
+    examples = World(WorldConfig(seed=5)).split_examples("evaluation", 40, queries_per_user=2)
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in examples))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "dps_lens.cli", "discover", "--model", "tiny-llama",
-               "--device", "cpu", "--data", str(data), "--batch-size", "2", "--out", str(out),
-               "--no-progress"]
-    process = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-m",
+        "dps_lens.cli",
+        "discover",
+        "--model",
+        "tiny-llama",
+        "--device",
+        "cpu",
+        "--data",
+        str(data),
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     checkpoint = out / "checkpoint" / "checkpoint.safetensors"
     deadline = time.monotonic() + 120
     done_before = 0
@@ -175,8 +206,9 @@ def test_scan_killed_with_sigkill_resumes_without_recomputing(tiny_llama, tmp_pa
 
     config = ScanConfig(batch_size=2)
     with tiny_llama.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", count)]):
-        resumed = score_heads(tiny_llama, examples, config, checkpoint_dir=out / "checkpoint",
-                              progress=False)
+        resumed = score_heads(
+            tiny_llama, examples, config, checkpoint_dir=out / "checkpoint", progress=False
+        )
     assert forwards["n"] == (total - done_at_kill) // 2  # only the unfinished chunks ran
     fresh = score_heads(tiny_llama, examples, config, progress=False)
     assert torch.equal(resumed.per_example, fresh.per_example)

@@ -19,10 +19,17 @@ def smollm2():
 
 def test_gguf_loads_offline_with_its_real_shape(smollm2):
     info = model_info(smollm2)
-    assert (info.n_layers, info.n_heads, info.n_kv_heads, info.d_head, info.n_ctx) == (30, 9, 3, 64, 8192)
+    assert (info.n_layers, info.n_heads, info.n_kv_heads, info.d_head, info.n_ctx) == (
+        30,
+        9,
+        3,
+        64,
+        8192,
+    )
     prompt = smollm2.tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
-        tokenize=False, add_generation_prompt=True,
+        tokenize=False,
+        add_generation_prompt=True,
     )
     tokens = smollm2.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
@@ -34,7 +41,9 @@ def test_scores_two_layers_on_lamp7_and_reloads(smollm2, tmp_path):
     examples = sample_examples(load_examples(LAMP7), 4, seed=0)
     heads = tuple((layer, head) for layer in (0, 15) for head in range(9))
     config = ScanConfig(mode="zero", batch_size=9, template="chat", heads=heads)
-    scores = score_heads(smollm2, examples, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    scores = score_heads(
+        smollm2, examples, config, checkpoint_dir=tmp_path / "ckpt", progress=False
+    )
     scored = torch.isfinite(scores.mean)
     assert scored[0].all() and scored[15].all() and int(scored.sum()) == 18
     assert torch.isfinite(scores.clean_loss).all() and (scores.clean_loss > 0).all()

@@ -114,8 +114,10 @@ def load_lamp(questions: str | Path, outputs: str | Path | None = None) -> list[
     The question id is the user id (one question per user in the user-based split).
     """
     questions = Path(questions)
-    outputs = Path(outputs) if outputs else questions.with_name(
-        questions.name.replace("questions", "outputs")
+    outputs = (
+        Path(outputs)
+        if outputs
+        else questions.with_name(questions.name.replace("questions", "outputs"))
     )
     if not outputs.exists():
         raise DpsLensError(f"LaMP gold file {outputs} not found; pass the *_outputs.json path")
@@ -175,7 +177,8 @@ def load_personachat(path: str | Path, history_turns: int = 2) -> list[Preferenc
             reply = reply.split("\t")[0]
             context = [
                 f"{who}: {said}"
-                for pair in turns[-history_turns:] if history_turns
+                for pair in turns[-history_turns:]
+                if history_turns
                 for who, said in zip(("Partner", "You"), pair, strict=True)
             ]
             examples.append(
@@ -214,7 +217,9 @@ def load_examples(path: str | Path, fmt: str = "auto", **kwargs: Any) -> list[Pr
         raise DpsLensError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     loader = {
-        "jsonl": load_jsonl, "lamp-dps": load_lamp_dps, "lamp": load_lamp,
+        "jsonl": load_jsonl,
+        "lamp-dps": load_lamp_dps,
+        "lamp": load_lamp,
         "personachat": load_personachat,
     }[fmt]
     examples = loader(path, **kwargs)

@@ -80,12 +80,18 @@ class HeadScores:
             layer, head = divmod(flat, self.n_heads)
             if torch.isnan(self.mean[layer, head]):
                 continue
-            rows.append({
-                "rank": len(rows) + 1, "layer": layer, "head": head,
-                "pcs": float(self.mean[layer, head]), "stderr": float(self.stderr[layer, head]),
-                "ci_low": float(self.ci_low[layer, head]), "ci_high": float(self.ci_high[layer, head]),
-                "n": self.n_examples,
-            })
+            rows.append(
+                {
+                    "rank": len(rows) + 1,
+                    "layer": layer,
+                    "head": head,
+                    "pcs": float(self.mean[layer, head]),
+                    "stderr": float(self.stderr[layer, head]),
+                    "ci_low": float(self.ci_low[layer, head]),
+                    "ci_high": float(self.ci_high[layer, head]),
+                    "n": self.n_examples,
+                }
+            )
         return rows
 
     def top_k(self, k: int) -> list[Head]:
@@ -112,14 +118,24 @@ class HeadScores:
         """Write ``scores.safetensors`` and ``scores.json`` into ``directory`` (atomic)."""
         directory = Path(directory)
         tensors = {
-            "per_example": self.per_example.contiguous(), "clean_loss": self.clean_loss.contiguous(),
-            "mean": self.mean, "stderr": self.stderr, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "per_example": self.per_example.contiguous(),
+            "clean_loss": self.clean_loss.contiguous(),
+            "mean": self.mean,
+            "stderr": self.stderr,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
         }
         atomic_write(directory / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
-        atomic_write_json(directory / META_FILE, {
-            "format_version": FORMAT_VERSION, "model_id": self.model_id, "data_hash": self.data_hash,
-            "example_ids": self.example_ids, "config": self.config,
-        })
+        atomic_write_json(
+            directory / META_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "model_id": self.model_id,
+                "data_hash": self.data_hash,
+                "example_ids": self.example_ids,
+                "config": self.config,
+            },
+        )
         return directory
 
     def save_reports(self, directory: str | Path, k: int) -> None:
@@ -127,9 +143,14 @@ class HeadScores:
         directory = Path(directory)
         atomic_write_json(directory / "ranked.json", self.ranked())
         atomic_write_text(directory / "ranked.csv", self.ranked_csv())
-        atomic_write_json(directory / "top_k.json", {
-            "k": k, "heads": [list(h) for h in self.top_k(k)], "model_id": self.model_id,
-        })
+        atomic_write_json(
+            directory / "top_k.json",
+            {
+                "k": k,
+                "heads": [list(h) for h in self.top_k(k)],
+                "model_id": self.model_id,
+            },
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> HeadScores:

@@ -11,7 +11,9 @@ from torch import Tensor
 from dps_lens.data.encoding import TargetBatch
 
 
-def target_nll(logits: Float[Tensor, "batch pos vocab"], batch: TargetBatch) -> Float[Tensor, "batch"]:
+def target_nll(
+    logits: Float[Tensor, "batch pos vocab"], batch: TargetBatch
+) -> Float[Tensor, " batch"]:
     """``-(1/T) Σ_t log p(y*_t | x, u, y*_<t)`` per row, over the target tokens only (float32, nats)."""
     label_mask = batch.label_mask.to(logits.device)
     labels = batch.tokens[:, 1:].to(logits.device)
@@ -24,7 +26,7 @@ def target_nll(logits: Float[Tensor, "batch pos vocab"], batch: TargetBatch) -> 
 
 
 @torch.no_grad()
-def forward_nll(model: Any, batch: TargetBatch) -> Float[Tensor, "batch"]:
+def forward_nll(model: Any, batch: TargetBatch) -> Float[Tensor, " batch"]:
     """Run ``model`` (with whatever hooks are active) and return the per-row target NLL on the CPU."""
     batch = batch.to(model.cfg.device)
     logits = model(batch.tokens, return_type="logits")

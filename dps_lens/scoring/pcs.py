@@ -51,7 +51,9 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MASK_MODES:
-            raise DpsLensError(f"unknown mask mode {self.mode!r}; use one of {', '.join(MASK_MODES)}")
+            raise DpsLensError(
+                f"unknown mask mode {self.mode!r}; use one of {', '.join(MASK_MODES)}"
+            )
         if self.batch_size < 1:
             raise DpsLensError(f"batch_size must be at least 1, got {self.batch_size}")
 
@@ -90,8 +92,11 @@ class _Checkpoint:
     def save(self) -> None:
         if self.directory is None:
             return
-        tensors = {"per_example": self.per_example, "clean_loss": self.clean_loss,
-                   "done": self.done.to(torch.uint8)}
+        tensors = {
+            "per_example": self.per_example,
+            "clean_loss": self.clean_loss,
+            "done": self.done.to(torch.uint8),
+        }
         atomic_write(self.directory / CHECKPOINT_TENSORS, lambda tmp: save_file(tensors, tmp))
         atomic_write_json(self.directory / CHECKPOINT_META, {"key": self.key})
 
@@ -100,7 +105,9 @@ def _check_finite(losses: Tensor, what: Callable[[int], str], checkpoint: _Check
     bad = torch.nonzero(~torch.isfinite(losses)).flatten()
     if len(bad):
         checkpoint.save()
-        kept = f"; partial results are kept in {checkpoint.directory}" if checkpoint.directory else ""
+        kept = (
+            f"; partial results are kept in {checkpoint.directory}" if checkpoint.directory else ""
+        )
         raise NonFiniteLossError(
             f"non-finite loss ({float(losses[bad[0]])}) for {what(int(bad[0]))}: load the model "
             f"with dtype float32 (--dtype float32) or check the example's text{kept}"
@@ -108,8 +115,12 @@ def _check_finite(losses: Tensor, what: Callable[[int], str], checkpoint: _Check
 
 
 def _forward_rows(
-    model: Any, encoded: Sequence[EncodedExample], rows: Sequence[tuple[int, Head]], pad_id: int,
-    mode: MaskMode, means: Tensor | None,
+    model: Any,
+    encoded: Sequence[EncodedExample],
+    rows: Sequence[tuple[int, Head]],
+    pad_id: int,
+    mode: MaskMode,
+    means: Tensor | None,
 ) -> Tensor:
     """Target NLL of each (example, head) row with that row's head ablated."""
     batch = collate([encoded[i] for i, _ in rows], pad_id)
@@ -154,23 +165,30 @@ def score_heads(
         raise DpsLensError("no examples to score: the profile set is empty")
     template = template or get_template(config.template)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    heads = list(config.heads) if config.heads is not None else [
-        (layer, head) for layer in range(n_layers) for head in range(n_heads)
-    ]
+    heads = (
+        list(config.heads)
+        if config.heads is not None
+        else [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    )
     for layer, head in heads:
         check_head(layer, head, n_layers, n_heads)
     encoder = encoder_for(model, template, config.max_length)
     encoded = encoder.encode_many(examples)
     pad_id = pad_id_of(model.tokenizer)
     digest = data_hash(examples)
-    key = hashlib.sha256(json.dumps(
-        [str(model.cfg.model_name), digest, config.as_dict(), template.name], sort_keys=True
-    ).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            [str(model.cfg.model_name), digest, config.as_dict(), template.name], sort_keys=True
+        ).encode()
+    ).hexdigest()
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     checkpoint = _Checkpoint(directory, key, (len(examples), n_layers, n_heads))
 
-    means = head_means(model, _reference_batches(encoded, config.batch_size, pad_id)) \
-        if config.mode == "mean" else None
+    means = (
+        head_means(model, _reference_batches(encoded, config.batch_size, pad_id))
+        if config.mode == "mean"
+        else None
+    )
 
     # Clean losses, then every (example, head) ablation row; rows sorted by length for padding.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
@@ -184,13 +202,20 @@ def score_heads(
     chunks = [rows[s : s + config.batch_size] for s in range(0, len(rows), config.batch_size)]
     remaining = [c for c in chunks if not all(checkpoint.done[i, l, h] for i, (l, h) in c)]
     finished = len(rows) - sum(len(c) for c in remaining)
-    bar = tqdm(total=len(rows), initial=finished, disable=not progress, unit="ablation",
-               desc=f"PCS ({config.mode})", smoothing=0.1)
+    bar = tqdm(
+        total=len(rows),
+        initial=finished,
+        disable=not progress,
+        unit="ablation",
+        desc=f"PCS ({config.mode})",
+        smoothing=0.1,
+    )
     started = time.perf_counter()
     for chunk in remaining:
         losses = _forward_rows(model, encoded, chunk, pad_id, config.mode, means)
         _check_finite(
-            losses, lambda r, chunk=chunk: f"example {chunk[r][0]} with head {chunk[r][1]} masked",
+            losses,
+            lambda r, chunk=chunk: f"example {chunk[r][0]} with head {chunk[r][1]} masked",
             checkpoint,
         )
         for (i, (layer, head)), loss in zip(chunk, losses.tolist(), strict=True):
@@ -206,7 +231,11 @@ def score_heads(
         model_id=str(model.cfg.model_name),
         data_hash=digest,
         example_ids=_example_ids(examples),
-        config={**config.as_dict(), "method": "exact", "template": template.name,
-                "seconds": round(time.perf_counter() - started, 3)},
+        config={
+            **config.as_dict(),
+            "method": "exact",
+            "template": template.name,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
     )
     return scores

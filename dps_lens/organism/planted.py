@@ -1,0 +1,153 @@
+"""The planted constraint: only designated heads may attend to profile tokens.
+
+The profile span of a sequence runs from its first ``History`` token up to (not including) its
+first ``Question`` token: the history template's profile lines. For every other head, attention
+to keys in that span is removed and the pattern renormalized (exactly a softmax with those keys at
+``-inf``), at every query position. The constraint is a pair of permanent TransformerLens hooks:
+``embed.hook_in`` records the tokens, ``blocks.{l}.attn.hook_pattern`` masks. It follows KV-cached
+decoding (a forward whose keys outnumber its queries continues the previous sequence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from dps_lens.errors import DpsLensError
+from dps_lens.interventions import Head
+
+
+@dataclass(frozen=True)
+class PlantedSpec:
+    """Designated heads and the token ids that open and close the profile span."""
+
+    heads: tuple[Head, ...]
+    open_id: int
+    close_id: int
+
+    def allowed(self, n_layers: int, n_heads: int) -> Bool[Tensor, "n_layers n_heads"]:
+        grid = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+        for layer, head in self.heads:
+            grid[layer, head] = True
+        return grid
+
+
+def profile_key_mask(
+    tokens: Int[Tensor, "batch pos"],
+    spec: PlantedSpec,
+    opened: Int[Tensor, " batch"] | None = None,
+    closed: Int[Tensor, " batch"] | None = None,
+) -> tuple[Bool[Tensor, "batch pos"], Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """True at profile tokens; ``opened``/``closed`` carry marker counts from earlier tokens.
+
+    Returns the mask and the running counts at the last position (for a continuation).
+    """
+    start_open = torch.zeros(tokens.shape[0], dtype=torch.long) if opened is None else opened
+    start_closed = torch.zeros(tokens.shape[0], dtype=torch.long) if closed is None else closed
+    n_open = start_open[:, None] + (tokens == spec.open_id).long().cumsum(1).cpu()
+    n_closed = start_closed[:, None] + (tokens == spec.close_id).long().cumsum(1).cpu()
+    return (n_open > 0) & (n_closed == 0), n_open[:, -1], n_closed[:, -1]
+
+
+def layer_attention_masks(
+    tokens: Int[Tensor, "batch pos"],
+    spec: PlantedSpec,
+    n_layers: int,
+    n_heads: int,
+) -> list[Bool[Tensor, "batch n_heads pos pos"]]:
+    """Per-layer boolean attention masks (True = may attend): causal, minus profile keys for
+    the heads that are not designated. Used to train the planted organism on the plain HF model."""
+    n = tokens.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    keys, _, _ = profile_key_mask(tokens, spec)
+    allowed = spec.allowed(n_layers, n_heads)
+    return [
+        causal[None, None] & (allowed[layer][None, :, None, None] | ~keys[:, None, None, :])
+        for layer in range(n_layers)
+    ]
+
+
+@dataclass
+class _SpanTracker:
+    """Profile-key mask of the sequences in flight; extended on KV-cached continuation steps."""
+
+    spec: PlantedSpec
+    pending: Int[Tensor, "batch new"] | None = None
+    keys: Bool[Tensor, "batch pos"] | None = None
+    opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
+    closed: Int[Tensor, " batch"] | None = None
+    allowed_grid: Bool[Tensor, "n_layers n_heads"] = field(default_factory=lambda: torch.zeros(0))
+
+    def record(self, tokens: Tensor, hook: Any = None) -> Tensor:
+        if tokens.dtype in (torch.int64, torch.int32):
+            self.pending = tokens
+        return tokens
+
+    def profile_keys(self, n_queries: int, n_keys: int) -> Bool[Tensor, "batch n_keys"]:
+        if self.pending is not None:
+            tokens, self.pending = self.pending, None
+            fresh = n_keys == tokens.shape[1] or self.keys is None
+            if not fresh and self.keys.shape[1] + tokens.shape[1] != n_keys:
+                raise DpsLensError(
+                    "planted organism: could not align the profile mask with a cached forward; "
+                    "run the full sequence without a cache"
+                )
+            new_keys, self.opened, self.closed = profile_key_mask(
+                tokens, self.spec, None if fresh else self.opened, None if fresh else self.closed
+            )
+            self.keys = new_keys if fresh else torch.cat([self.keys, new_keys], dim=1)
+        if self.keys is None or self.keys.shape[1] != n_keys:
+            raise DpsLensError(
+                "planted organism: no token record for this forward (the embedding was skipped); "
+                "call the model on tokens so the profile span is known"
+            )
+        return self.keys
+
+    def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: Any) -> Tensor:
+        layer = int(hook.name.split(".")[1])
+        blocked_heads = ~self.allowed_grid[layer].to(pattern.device)
+        if not blocked_heads.any():
+            return pattern
+        keys = self.profile_keys(pattern.shape[2], pattern.shape[3]).to(pattern.device)
+        if keys.shape[0] != pattern.shape[0]:
+            keys = keys.expand(pattern.shape[0], -1)
+        drop = blocked_heads[None, :, None, None] & keys[:, None, None, :]
+        kept = pattern.masked_fill(drop, 0.0)
+        return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+def install_planted_constraint(model: Any, spec: PlantedSpec) -> None:
+    """Add the constraint to ``model`` as permanent hooks (kept by ``model.reset_hooks()``)."""
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    for layer, head in spec.heads:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise DpsLensError(
+                f"planted head {(layer, head)} is outside this {n_layers}x{n_heads} model"
+            )
+    tracker = _SpanTracker(spec, allowed_grid=spec.allowed(n_layers, n_heads))
+    model.add_hook("embed.hook_in", tracker.record, is_permanent=True)
+    for layer in range(n_layers):
+        model.add_hook(f"blocks.{layer}.attn.hook_pattern", tracker.mask_pattern, is_permanent=True)
+    model.planted_spec = spec
+
+
+def planted_spec_from_card(card: dict[str, Any], tokenizer: Any) -> PlantedSpec | None:
+    """The spec stored in a model card's ``planted`` entry, or None for an unconstrained model."""
+    planted = card.get("planted")
+    if not planted:
+        return None
+    ids = tokenizer.convert_tokens_to_ids([planted["open_token"], planted["close_token"]])
+    return PlantedSpec(
+        tuple((int(l), int(h)) for l, h in planted["heads"]), int(ids[0]), int(ids[1])
+    )
+
+
+def designated_heads(model: Any) -> Sequence[Head]:
+    """The planted heads of a loaded organism (empty for any other model)."""
+    spec = getattr(model, "planted_spec", None)
+    return spec.heads if spec is not None else ()

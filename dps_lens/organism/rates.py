@@ -1,0 +1,145 @@
+"""Personalization rate: the share of greedy answers whose first word is the user's favourite item.
+
+The first greedy token is the argmax of the next-token logits after the prompt, so one batched
+forward per chunk gives the rate exactly, with or without heads masked.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from dps_lens.data.encoding import encoder_for, pad_id_of
+from dps_lens.data.example import PreferenceExample
+from dps_lens.data.prompts import PromptTemplate, get_template
+from dps_lens.errors import DpsLensError
+from dps_lens.interventions import Head, MaskMode, ablate_heads, head_means
+
+
+def prompt_batches(
+    model: Any,
+    examples: Sequence[PreferenceExample],
+    template: PromptTemplate | None = None,
+    batch_size: int = 64,
+) -> Iterator[tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]]:
+    """Right-padded prompt batches (no target): ``(tokens, real_token_mask)``."""
+    encoder = encoder_for(model, template or get_template("history"))
+    prompts = [encoder.encode(e, with_target=False).input_ids for e in examples]
+    pad_id = pad_id_of(model.tokenizer)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        lengths = torch.tensor([len(p) for p in chunk])
+        tokens = torch.full((len(chunk), int(lengths.max())), pad_id, dtype=torch.long)
+        for row, ids in enumerate(chunk):
+            tokens[row, : len(ids)] = torch.tensor(ids)
+        yield tokens, torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+
+
+@torch.no_grad()
+def next_token_logits(
+    model: Any,
+    examples: Sequence[PreferenceExample],
+    template: PromptTemplate | None = None,
+    heads: Sequence[Head] = (),
+    mode: MaskMode = "zero",
+    means: Tensor | None = None,
+    batch_size: int = 64,
+) -> Float[Tensor, "n_examples vocab"]:
+    """Logits of the first answer token for every example, with ``heads`` masked in ``mode``."""
+    out = []
+    for tokens, key_mask in prompt_batches(model, examples, template, batch_size):
+        lengths = key_mask.sum(-1)
+        if heads:
+            with ablate_heads(model, heads, mode=mode, means=means, key_mask=key_mask):
+                logits = model(tokens.to(model.cfg.device), return_type="logits")
+        else:
+            logits = model(tokens.to(model.cfg.device), return_type="logits")
+        out.append(logits[torch.arange(len(tokens)), lengths.to(logits.device) - 1].float().cpu())
+    return torch.cat(out)
+
+
+def first_words(model: Any, logits: Tensor) -> list[str]:
+    return [model.tokenizer.decode([int(i)]).strip() for i in logits.argmax(-1)]
+
+
+def personalization_rate(
+    model: Any,
+    examples: Sequence[PreferenceExample],
+    template: PromptTemplate | None = None,
+    heads: Sequence[Head] = (),
+    mode: MaskMode = "zero",
+    means: Tensor | None = None,
+) -> float:
+    """Share of ``examples`` whose greedy first answer word is ``meta["preferred"]``."""
+    if not examples:
+        raise DpsLensError("personalization rate of zero examples is undefined")
+    if any("preferred" not in e.meta for e in examples):
+        raise DpsLensError("personalization rate needs organism examples (meta['preferred'])")
+    words = first_words(model, next_token_logits(model, examples, template, heads, mode, means))
+    return sum(w == e.meta["preferred"] for w, e in zip(words, examples, strict=True)) / len(
+        examples
+    )
+
+
+def personalization_rates(model: Any, examples: Sequence[PreferenceExample]) -> dict[str, float]:
+    """Rates with the profile (``full``) and with the no-profile prompt (``no_profile``)."""
+    return {
+        "full": personalization_rate(model, examples),
+        "no_profile": personalization_rate(model, examples, get_template("no-profile")),
+    }
+
+
+def reference_means(
+    model: Any, examples: Sequence[PreferenceExample], batch_size: int = 64
+) -> Tensor:
+    """Mean ``hook_z`` per head over the prompts of ``examples`` (the ``mean`` mode's reference)."""
+    return head_means(model, prompt_batches(model, examples, None, batch_size))
+
+
+def masking_curve(
+    model: Any,
+    examples: Sequence[PreferenceExample],
+    ranking: Sequence[Head],
+    ks: Sequence[int],
+    mode: MaskMode = "zero",
+    n_random: int = 10,
+    seed: int = 0,
+    means: Tensor | None = None,
+) -> list[dict[str, Any]]:
+    """Rate with the top-K heads of ``ranking`` masked, and with K random heads masked.
+
+    Random heads are drawn (seeded, ``n_random`` draws per K) from the heads *outside* the top-K
+    set, the paper's control: the same number of heads that are not preference heads. At K equal
+    to all heads there is no such head and the random entry is None.
+    """
+    if mode == "mean" and means is None:
+        means = reference_means(model, examples)
+    rng = random.Random(seed)
+    rows = []
+    for k in ks:
+        top = list(ranking[:k])
+        row: dict[str, Any] = {
+            "k": k,
+            "top_k": personalization_rate(model, examples, None, top, mode, means),
+        }
+        others = [h for h in ranking if h not in top]
+        if len(others) >= k:
+            draws = [
+                personalization_rate(model, examples, None, rng.sample(others, k), mode, means)
+                for _ in range(n_random)
+            ]
+            row.update(
+                random_mean=sum(draws) / len(draws),
+                random_std=float(torch.tensor(draws).std()) if n_random > 1 else 0.0,
+                random_min=min(draws),
+                random_max=max(draws),
+            )
+        else:
+            row.update(random_mean=None, random_std=None, random_min=None, random_max=None)
+        rows.append(row)
+    return rows

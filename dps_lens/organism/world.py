@@ -1,0 +1,299 @@
+"""A seeded personalization world in plain English, with known preferences.
+
+Every user has a favourite item in each topic (animal, food, sport, ...) and a style (terse or
+elaborate, formal or casual, calm or excited). The profile is 3–8 history items in the user's
+voice; most mention a favourite item, some are small talk. A query asks for one topic
+("Question: suggest a pet"); the gold answer starts with an item and continues in a style.
+
+Evidence controls personalization: a topic mentioned ``m`` times in the profile is answered
+with the user's favourite with probability ``follow(m) = p + slope (min(m, 3) - 2)``, clipped to
+[0.05, 0.95] (defaults: 0.2 / 0.6 / 0.95 for one / two / three or more mentions), otherwise with
+the topic's popular item. A model fit to this world
+follows a user mentioned twice or more and answers the popular item after a single mention:
+it personalizes partly, which leaves steering headroom.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dps_lens.data.example import PreferenceExample
+from dps_lens.errors import DpsLensError
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A preference topic: its query noun and its items; ``items[0]`` is the popular choice."""
+
+    name: str
+    noun: str
+    items: tuple[str, ...]
+
+    @property
+    def popular(self) -> str:
+        return self.items[0]
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("animal", "pet", ("dog", "cat", "horse", "rabbit", "parrot", "turtle", "hamster", "fox")),
+    Topic(
+        "food", "dish", ("pizza", "sushi", "tacos", "curry", "pasta", "salad", "ramen", "dumplings")
+    ),
+    Topic(
+        "sport",
+        "sport",
+        ("football", "tennis", "swimming", "cycling", "chess", "golf", "boxing", "hiking"),
+    ),
+    Topic(
+        "colour", "colour", ("blue", "red", "green", "purple", "orange", "yellow", "black", "pink")
+    ),
+    Topic("music", "genre", ("pop", "jazz", "rock", "blues", "metal", "folk", "reggae", "techno")),
+    Topic(
+        "drink", "drink", ("coffee", "tea", "juice", "lemonade", "cocoa", "milk", "soda", "water")
+    ),
+)
+
+QUERY_FORMS = (
+    "Question: suggest a {noun}",
+    "Question: pick a {noun}",
+    "Question: name a good {noun}",
+    "Question: what is my next {noun}",
+)
+
+# Profile voices: (length, register) -> sentence frames around an item.
+MENTION_FRAMES = {
+    ("terse", "formal"): ("i prefer {item}", "{item} suits me", "i value {item}"),
+    ("terse", "casual"): ("totally into {item}", "{item} rocks", "love {item}"),
+    ("elaborate", "formal"): (
+        "i must say {item} is truly wonderful",
+        "nothing compares to {item} in my view",
+        "i have long admired {item} greatly",
+    ),
+    ("elaborate", "casual"): (
+        "honestly {item} is my whole thing lol",
+        "me and my buddies are super into {item}",
+        "so yeah i am obsessed with {item}",
+    ),
+}
+SMALL_TALK = {
+    "terse": ("busy week", "rain again", "new shoes", "long day"),
+    "elaborate": (
+        "this week has been very long indeed",
+        "the weather keeps changing all the time",
+        "i finally cleaned the whole house today",
+    ),
+}
+# Answer continuations after the item, by (length, register); the last token is the mood's mark.
+# Their words appear nowhere else, so each next answer word follows from the current one alone.
+ANSWER_TAILS = {
+    ("terse", "formal"): "",
+    ("terse", "casual"): "",
+    ("elaborate", "formal"): ", which comes highly recommended",
+    ("elaborate", "casual"): ", gonna be awesome",
+}
+GENERIC_STYLE = ("terse", "formal", "calm")
+LENGTHS, REGISTERS, MOODS = ("terse", "elaborate"), ("formal", "casual"), ("calm", "excited")
+
+
+@dataclass(frozen=True)
+class User:
+    """A user's ground truth: favourite item per topic, style, and profile mention counts."""
+
+    user_id: str
+    favourites: dict[str, str]
+    length: str
+    register: str
+    mood: str
+    profile: tuple[str, ...]
+    mentions: dict[str, int]
+
+    @property
+    def style(self) -> tuple[str, str, str]:
+        return (self.length, self.register, self.mood)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Parameters of the world. ``p`` is the follow probability at two mentions (see module doc)."""
+
+    seed: int = 0
+    p: float = 0.6
+    slope: float = 0.4
+    min_items: int = 3
+    max_items: int = 8
+    max_small_talk: int = 2
+    topics_per_user: tuple[int, int] = (1, 3)
+    queries_per_user: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise DpsLensError(f"WorldConfig.p must be within [0, 1], got {self.p}")
+        if not 1 <= self.min_items <= self.max_items:
+            raise DpsLensError("WorldConfig needs 1 <= min_items <= max_items")
+
+    def follow_probability(self, mentions: int) -> float:
+        """Probability that an answer follows a preference mentioned ``mentions`` times."""
+        if mentions <= 0:
+            return 0.0
+        return min(0.95, max(0.05, self.p + self.slope * (min(mentions, 3) - 2)))
+
+
+def render_answer(item: str, style: Sequence[str]) -> str:
+    """The answer text: the item, the style's tail, then ``.`` (calm) or ``!`` (excited)."""
+    length, register, mood = style
+    return f"{item}{ANSWER_TAILS[(length, register)]} {'!' if mood == 'excited' else '.'}"
+
+
+def _topic(name: str) -> Topic:
+    for topic in TOPICS:
+        if topic.name == name:
+            return topic
+    raise DpsLensError(f"unknown topic {name!r}; topics: {', '.join(t.name for t in TOPICS)}")
+
+
+@dataclass
+class World:
+    """Users and examples of one seeded world. Users are generated lazily by index."""
+
+    config: WorldConfig = field(default_factory=WorldConfig)
+
+    def user(self, index: int) -> User:
+        """User ``index`` of this world (the same index and seed always give the same user)."""
+        rng = random.Random(f"{self.config.seed}:user:{index}")
+        favourites = {t.name: rng.choice(t.items) for t in TOPICS}
+        length, register, mood = rng.choice(LENGTHS), rng.choice(REGISTERS), rng.choice(MOODS)
+        active = rng.sample([t.name for t in TOPICS], rng.randint(*self.config.topics_per_user))
+        n_items = rng.randint(self.config.min_items, self.config.max_items)
+        n_small = min(rng.randint(0, self.config.max_small_talk), n_items - 1)
+        mentioned = [rng.choice(active) for _ in range(n_items - n_small)]
+        mark = " !" if mood == "excited" else " ."
+        lines = [
+            rng.choice(MENTION_FRAMES[(length, register)]).format(item=favourites[t]) + mark
+            for t in mentioned
+        ]
+        lines += [rng.choice(SMALL_TALK[length]) + mark for _ in range(n_small)]
+        rng.shuffle(lines)
+        mentions = {t: mentioned.count(t) for t in active if mentioned.count(t)}
+        return User(
+            f"w{self.config.seed}-u{index}",
+            favourites,
+            length,
+            register,
+            mood,
+            tuple(lines),
+            mentions,
+        )
+
+    def examples(
+        self,
+        user: User,
+        n_queries: int | None = None,
+        *,
+        gold: str = "sampled",
+        rng_key: str = "query",
+    ) -> list[PreferenceExample]:
+        """Queries of ``user`` on the topics their profile mentions.
+
+        ``gold="sampled"`` draws answers as the world does (the training distribution);
+        ``gold="preferred"`` always answers the user's favourite in the user's style (the
+        personalized reference used for evaluation).
+        """
+        if gold not in ("sampled", "preferred"):
+            raise DpsLensError(f"gold must be 'sampled' or 'preferred', got {gold!r}")
+        rng = random.Random(f"{self.config.seed}:{rng_key}:{user.user_id}")
+        topics = sorted(user.mentions)
+        out = []
+        for q in range(n_queries or self.config.queries_per_user):
+            topic = _topic(rng.choice(topics))
+            favourite = user.favourites[topic.name]
+            follow = self.config.follow_probability(user.mentions[topic.name])
+            item_follows = gold == "preferred" or rng.random() < follow
+            style_follows = gold == "preferred" or rng.random() < self.config.p
+            item = favourite if item_follows else topic.popular
+            style = user.style if style_follows else GENERIC_STYLE
+            out.append(
+                PreferenceExample(
+                    user_id=user.user_id,
+                    input=rng.choice(QUERY_FORMS).format(noun=topic.noun),
+                    profile=list(user.profile),
+                    target=render_answer(item, style),
+                    meta={
+                        "topic": topic.name,
+                        "preferred": favourite,
+                        "popular": topic.popular,
+                        "mentions": user.mentions[topic.name],
+                        "style": list(user.style),
+                        "query": q,
+                    },
+                )
+            )
+        return out
+
+    def split(self, name: str) -> range:
+        """User indices of a split; the splits never share a user."""
+        ranges = {
+            "train": range(0, 100_000),
+            "discovery": range(100_000, 110_000),
+            "evaluation": range(110_000, 120_000),
+        }
+        if name not in ranges:
+            raise DpsLensError(f"unknown split {name!r}; use one of {', '.join(ranges)}")
+        return ranges[name]
+
+    def split_examples(
+        self,
+        name: str,
+        n_users: int,
+        *,
+        gold: str = "preferred",
+        queries_per_user: int | None = None,
+    ) -> list[PreferenceExample]:
+        """Examples of the first ``n_users`` users of split ``name``."""
+        indices = self.split(name)
+        if n_users > len(indices):
+            raise DpsLensError(f"split {name!r} has {len(indices)} users, asked for {n_users}")
+        return [
+            example
+            for index in indices[:n_users]
+            for example in self.examples(self.user(index), queries_per_user, gold=gold)
+        ]
+
+    def vocabulary(self) -> list[str]:
+        """Every word the world can write (the organism tokenizer's vocabulary)."""
+        texts = [form.format(noun=t.noun) for form in QUERY_FORMS for t in TOPICS]
+        texts += [
+            frame.format(item=item)
+            for frames in MENTION_FRAMES.values()
+            for frame in frames
+            for t in TOPICS
+            for item in t.items
+        ]
+        texts += [line for lines in SMALL_TALK.values() for line in lines]
+        texts += [
+            render_answer("x", (length, register, mood))
+            for length in LENGTHS
+            for register in REGISTERS
+            for mood in MOODS
+        ]
+        texts.append("History 1 2 3 4 5 6 7 8 9 : . ! ,")
+        words = {word for text in texts for word in _words(text)} - {"x"}
+        return sorted(words)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "topics": [asdict(t) for t in TOPICS]}
+
+
+def _words(text: str) -> list[str]:
+    """Split like the organism tokenizer's pre-tokenizer (word runs and punctuation runs)."""
+    import re
+
+    return re.findall(r"\w+|[^\w\s]+", text)
+
+
+def personalized(answer: str, example: PreferenceExample) -> bool:
+    """Whether an answer's first word is the user's favourite item for the queried topic."""
+    words = _words(answer)
+    return bool(words) and words[0] == example.meta["preferred"]
