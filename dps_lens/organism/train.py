@@ -295,7 +295,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- world: seed {training['world']['seed']}, follow probability p = {training['world']['p']} "
         f"(at two profile mentions), {training['n_train_users']} training users",
         f"- training: {training['steps']} steps × {training['batch_size']} examples, AdamW lr "
-        f"{training['lr']}, seed {training['seed']}; final answer-token loss "
+        f"{training['lr']}, seed {training['seed']}; final training loss (answer NLL + prompt next-token NLL) "
         f"{card.get('final_train_loss')} nats; {card.get('train_seconds')} s on CPU",
     ]
     if rates:
@@ -313,7 +313,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             f"Only heads {', '.join(f'L{l}H{h}' for l, h in planted['heads'])} may attend to profile "
             f"tokens (from the first `{planted['open_token']}` token up to the first "
             f"`{planted['close_token']}` token). `dps_lens.load_model` installs this as permanent "
-            "hooks on `hook_pattern` (the same hooks were active in training); loading the weights "
+            "hooks on `hook_pattern`; training applied the same rule as per-head attention masks on "
+            "the HF model (tests check the two agree to 1e-5). Loading the weights "
             "without dps_lens drops the constraint.",
         ]
         if training.get("head_dropout"):
