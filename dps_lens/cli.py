@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dps_lens.data.loaders import FORMATS
     from dps_lens.data.prompts import TEMPLATE_NAMES
     from dps_lens.interventions import MASK_MODES
+    from dps_lens.models import BUNDLED_ORGANISMS
 
     parser = argparse.ArgumentParser(prog="dps-lens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     organism = commands.add_parser("organism", help="train or validate the bundled model organisms")
     organism_commands = organism.add_subparsers(dest="organism_command", required=True)
     train = organism_commands.add_parser("train", help="train an organism (seeded, reproducible)")
-    train.add_argument("--name", required=True, choices=["organism-free", "organism-planted"])
+    train.add_argument("--name", required=True, choices=BUNDLED_ORGANISMS)
     train.add_argument(
         "--out",
         type=Path,
@@ -204,12 +205,13 @@ def cmd_organism(args: argparse.Namespace) -> None:
     from dps_lens.models import load_model
 
     if args.organism_command == "train":
+        from dps_lens.models import organism_weights_dir
         from dps_lens.organism.train import ORGANISMS, train_organism
 
         config = ORGANISMS[args.name]
         if args.steps is not None:
             config = dataclasses.replace(config, steps=args.steps)
-        out = args.out or Path(__file__).parent / "organism" / "weights" / args.name
+        out = args.out or organism_weights_dir(args.name)
         card = train_organism(config, out, progress=not args.no_progress)
         rates = card["personalization"]
         print(
@@ -218,15 +220,13 @@ def cmd_organism(args: argparse.Namespace) -> None:
         )
         return
     if args.organism_command == "data":
-        import json
-
-        from dps_lens._io import atomic_write_text
+        from dps_lens.data import write_jsonl
         from dps_lens.organism.world import World, WorldConfig
 
         examples = World(WorldConfig(seed=args.seed)).split_examples(
             args.split, args.users, queries_per_user=args.queries_per_user
         )
-        atomic_write_text(args.out, "".join(json.dumps(e.to_dict()) + "\n" for e in examples))
+        write_jsonl(args.out, examples)
         print(f"wrote {len(examples)} examples of {args.users} {args.split} users -> {args.out}")
         return
     from dps_lens.organism.validate import report_markdown, validate_organism, write_report

@@ -33,9 +33,14 @@ from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 BUNDLED_ORGANISMS = ("organism-free", "organism-planted")
 
 
+def organism_weights_dir(name: str) -> Path:
+    """Where a bundled organism lives inside the package (whether or not it is built)."""
+    return Path(__file__).parent / "organism" / "weights" / name
+
+
 def organism_dir(name: str) -> Path:
     """Directory of a bundled organism inside the installed package."""
-    path = Path(__file__).parent / "organism" / "weights" / name
+    path = organism_weights_dir(name)
     if not (path / "config.json").exists():
         raise ModelLoadError(
             f"bundled model {name!r} is missing from this installation ({path}); reinstall dps_lens "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+
+from dps_lens.data import write_jsonl
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SMOLLM2_DIR = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
@@ -60,5 +61,5 @@ def examples():
 @pytest.fixture
 def examples_jsonl(tmp_path: Path, examples) -> Path:
     path = tmp_path / "examples.jsonl"
-    path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in examples), encoding="utf-8")
+    write_jsonl(path, examples)
     return path

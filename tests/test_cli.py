@@ -4,29 +4,13 @@ import pytest
 
 from dps_lens.cli import main
 from dps_lens.scoring import HeadScores
+from tests.helpers import discover_args
 
 
 def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(
-        [
-            "discover",
-            "--model",
-            "tiny-gpt2",
-            "--device",
-            "cpu",
-            "--data",
-            str(examples_jsonl),
-            "--k",
-            "3",
-            "--n",
-            "4",
-            "--mode",
-            "mean",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
+        discover_args("tiny-gpt2", examples_jsonl, out, "--k", "3", "--n", "4", "--mode", "mean")
     )
     assert code == 0
     for name in (
@@ -49,27 +33,7 @@ def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, ca
 
 def test_discover_layers_subset(examples_jsonl, tmp_path):
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "discover",
-                "--model",
-                "tiny-llama",
-                "--device",
-                "cpu",
-                "--data",
-                str(examples_jsonl),
-                "--layers",
-                "2",
-                "--k",
-                "2",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(discover_args("tiny-llama", examples_jsonl, out, "--layers", "2", "--k", "2")) == 0
     assert {row["layer"] for row in HeadScores.load(out).ranked()} == {2}
 
 
@@ -83,19 +47,7 @@ def test_discover_layers_subset(examples_jsonl, tmp_path):
     ],
 )
 def test_bad_input_gives_one_line_errors(examples_jsonl, tmp_path, capsys, extra, message):
-    args = [
-        "discover",
-        "--model",
-        "tiny-gpt2",
-        "--device",
-        "cpu",
-        "--data",
-        str(examples_jsonl),
-        "--out",
-        str(tmp_path / "run"),
-        "--no-progress",
-        *extra,
-    ]
+    args = discover_args("tiny-gpt2", examples_jsonl, tmp_path / "run", *extra)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
@@ -122,23 +74,7 @@ def test_organism_data_then_discover_finds_the_planted_heads(tmp_path, capsys):
     assert main(["organism", "data", "--users", "30", "--out", str(data)]) == 0
     assert len(data.read_text().splitlines()) == 60
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "discover",
-                "--model",
-                "organism-planted",
-                "--data",
-                str(data),
-                "--k",
-                "3",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(discover_args("organism-planted", data, out, "--k", "3")) == 0
     found = {tuple(h) for h in json.loads((out / "top_k.json").read_text())["heads"]}
     assert found == {(1, 1), (1, 3), (2, 2)}
 

@@ -150,3 +150,11 @@ def test_shared_datasets_load():
     assert all(len(e.profile) == 5 for e in lamp7)
     chat = load_examples(PERSONACHAT)
     assert len(user_ids(chat)) == 500 and len(chat) == 3907
+
+
+def test_write_jsonl_round_trips(tmp_path):
+    from dps_lens.data import load_jsonl, write_jsonl
+
+    examples = [EXAMPLE, EXAMPLE.without_profile()]
+    path = write_jsonl(tmp_path / "out.jsonl", examples)
+    assert load_jsonl(path) == examples

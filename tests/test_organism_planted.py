@@ -117,16 +117,16 @@ def test_span_tracker_follows_cached_continuations(random_planted):
     _, model = random_planted
     spec = model.planted_spec
     tokens = _batch(model, World().split_examples("evaluation", 2, queries_per_user=1)).tokens
-    one_shot = _SpanTracker(spec, allowed_grid=spec.allowed(3, 4))
+    one_shot = _SpanTracker(spec, spec.allowed(3, 4))
     one_shot.record(tokens)
-    expected = one_shot.profile_keys(tokens.shape[1], tokens.shape[1]).clone()
-    stepwise = _SpanTracker(spec, allowed_grid=spec.allowed(3, 4))
+    expected = one_shot.profile_keys(tokens.shape[1]).clone()
+    stepwise = _SpanTracker(spec, spec.allowed(3, 4))
     cut = 5
     stepwise.record(tokens[:, :cut])
-    stepwise.profile_keys(cut, cut)
+    stepwise.profile_keys(cut)
     for pos in range(cut, tokens.shape[1]):
         stepwise.record(tokens[:, pos : pos + 1])
-        got = stepwise.profile_keys(1, pos + 1)
+        got = stepwise.profile_keys(pos + 1)
     assert torch.equal(got, expected)
 
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dps_lens.data import collate, encoder_for, get_template
+from dps_lens.data import collate, encoder_for, get_template, write_jsonl
 from dps_lens.errors import DpsLensError, NonFiniteLossError
 from dps_lens.interventions import ablate_heads, head_means
 from dps_lens.organism.world import World, WorldConfig
 from dps_lens.scoring import HeadScores, ScanConfig, score_heads, summarize, target_nll
 from dps_lens.scoring.loss import forward_nll
+from tests.helpers import discover_args
 
 
 def _naive_pcs(model, examples, mode):
@@ -161,24 +162,13 @@ def test_checkpoint_of_another_scan_is_not_mixed_in(tiny_gpt2, examples, tmp_pat
 def test_scan_killed_with_sigkill_resumes_without_recomputing(tiny_llama, tmp_path):
     examples = World(WorldConfig(seed=5)).split_examples("evaluation", 40, queries_per_user=2)
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in examples))
+    write_jsonl(data, examples)
     out = tmp_path / "run"
     command = [
         sys.executable,
         "-m",
         "dps_lens.cli",
-        "discover",
-        "--model",
-        "tiny-llama",
-        "--device",
-        "cpu",
-        "--data",
-        str(data),
-        "--batch-size",
-        "2",
-        "--out",
-        str(out),
-        "--no-progress",
+        *discover_args("tiny-llama", data, out, "--batch-size", "2"),
     ]
     process = subprocess.Popen(
         command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

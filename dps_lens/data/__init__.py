@@ -8,6 +8,7 @@ from dps_lens.data.loaders import (
     load_lamp,
     load_lamp_dps,
     load_personachat,
+    write_jsonl,
 )
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.data.splits import sample_examples, split_by_user
@@ -30,4 +31,5 @@ __all__ = [
     "sample_examples",
     "split_by_user",
     "user_ids",
+    "write_jsonl",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dps_lens._io import atomic_write_text
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DataFormatError, DpsLensError
 
@@ -60,6 +61,12 @@ def load_jsonl(path: str | Path) -> list[PreferenceExample]:
             raise DataFormatError(f"{path}:{line_no}: 'profile' must be a list of strings")
         examples.append(PreferenceExample.from_dict(row))
     return examples
+
+
+def write_jsonl(path: str | Path, examples: Iterable[PreferenceExample]) -> Path:
+    """Write ``examples`` as generic JSONL (one ``to_dict`` row per line, atomic); ``load_jsonl`` reads it."""
+    text = "".join(json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in examples)
+    return atomic_write_text(path, text)
 
 
 def _task_of(path: Path) -> tuple[str, str]:

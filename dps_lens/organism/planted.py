@@ -11,7 +11,7 @@ decoding (a forward whose keys outnumber its queries continues the previous sequ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head
+from dps_lens.interventions import Head, check_head
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,18 @@ class _SpanTracker:
     """Profile-key mask of the sequences in flight; extended on KV-cached continuation steps."""
 
     spec: PlantedSpec
+    allowed_grid: Bool[Tensor, "n_layers n_heads"]
     pending: Int[Tensor, "batch new"] | None = None
     keys: Bool[Tensor, "batch pos"] | None = None
     opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
     closed: Int[Tensor, " batch"] | None = None
-    allowed_grid: Bool[Tensor, "n_layers n_heads"] = field(default_factory=lambda: torch.zeros(0))
 
     def record(self, tokens: Tensor, hook: Any = None) -> Tensor:
         if tokens.dtype in (torch.int64, torch.int32):
             self.pending = tokens
         return tokens
 
-    def profile_keys(self, n_queries: int, n_keys: int) -> Bool[Tensor, "batch n_keys"]:
+    def profile_keys(self, n_keys: int) -> Bool[Tensor, "batch n_keys"]:
         if self.pending is not None:
             tokens, self.pending = self.pending, None
             fresh = n_keys == tokens.shape[1] or self.keys is None
@@ -113,7 +113,7 @@ class _SpanTracker:
         blocked_heads = ~self.allowed_grid[layer].to(pattern.device)
         if not blocked_heads.any():
             return pattern
-        keys = self.profile_keys(pattern.shape[2], pattern.shape[3]).to(pattern.device)
+        keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
         if keys.shape[0] != pattern.shape[0]:
             keys = keys.expand(pattern.shape[0], -1)
         drop = blocked_heads[None, :, None, None] & keys[:, None, None, :]
@@ -125,11 +125,8 @@ def install_planted_constraint(model: Any, spec: PlantedSpec) -> None:
     """Add the constraint to ``model`` as permanent hooks (kept by ``model.reset_hooks()``)."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     for layer, head in spec.heads:
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise DpsLensError(
-                f"planted head {(layer, head)} is outside this {n_layers}x{n_heads} model"
-            )
-    tracker = _SpanTracker(spec, allowed_grid=spec.allowed(n_layers, n_heads))
+        check_head(layer, head, n_layers, n_heads)
+    tracker = _SpanTracker(spec, spec.allowed(n_layers, n_heads))
     model.add_hook("embed.hook_in", tracker.record, is_permanent=True)
     for layer in range(n_layers):
         model.add_hook(f"blocks.{layer}.attn.hook_pattern", tracker.mask_pattern, is_permanent=True)

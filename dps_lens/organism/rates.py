@@ -6,6 +6,7 @@ forward per chunk gives the rate exactly, with or without heads masked.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -54,10 +55,12 @@ def next_token_logits(
     out = []
     for tokens, key_mask in prompt_batches(model, examples, template, batch_size):
         lengths = key_mask.sum(-1)
-        if heads:
-            with ablate_heads(model, heads, mode=mode, means=means, key_mask=key_mask):
-                logits = model(tokens.to(model.cfg.device), return_type="logits")
-        else:
+        masked = (
+            ablate_heads(model, heads, mode=mode, means=means, key_mask=key_mask)
+            if heads
+            else contextlib.nullcontext()
+        )
+        with masked:
             logits = model(tokens.to(model.cfg.device), return_type="logits")
         out.append(logits[torch.arange(len(tokens)), lengths.to(logits.device) - 1].float().cpu())
     return torch.cat(out)

@@ -65,6 +65,10 @@ def validate_organism(
         "seed": seed,
         "modes": {},
     }
+    splits = {"discovery": discovery, "evaluation": evaluation}
+    base_rates = {
+        split: personalization_rates(model, examples) for split, examples in splits.items()
+    }
     for mode in modes:
         scores = score_heads(
             model, discovery, ScanConfig(mode=mode, batch_size=64, seed=seed), progress=progress
@@ -74,8 +78,8 @@ def validate_organism(
         entry: dict[str, Any] = {"ranked": scores.ranked(), "curves": {}, "rates": {}}
         if truth:
             entry["precision_at_designated"] = precision_at_k(ranking, truth)
-        for split, examples in (("discovery", discovery), ("evaluation", evaluation)):
-            rates = personalization_rates(model, examples)
+        for split, examples in splits.items():
+            rates = base_rates[split]
             curve = masking_curve(
                 model, examples, ranking, range(1, n_heads + 1), mode, n_random, seed, means
             )
