@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint organisms validate clean
+.PHONY: install wordnet demo test lint organisms validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) wordnet
+
+# WordNet for METEOR, offline: Debian's wordnet-base (skipped where it is present or apt is absent;
+# elsewhere use `python -m nltk.downloader wordnet` or set DPS_LENS_WORDNET).
+wordnet:
+	@if [ ! -e /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq wordnet-base >/dev/null || echo "warning: could not install wordnet-base; METEOR tests will skip"; \
+	fi
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens demo
 
-test: $(STAMP)
+test: $(STAMP) wordnet
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 organisms: $(STAMP)

@@ -34,6 +34,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int:
+    return 0 if text == "auto" else _positive_int(text)
+
+
 def _layers(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -43,11 +47,64 @@ def _layers(text: str) -> list[int]:
         ) from None
 
 
+def _add_split_args(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--users", default=default, choices=["all", "discovery", "evaluation"],
+        help="use all users, or one side of a seeded user-disjoint split (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--discovery-fraction", type=float, default=0.5)
+    parser.add_argument("--split-seed", type=int, default=0)
+
+
+def _examples(args: argparse.Namespace) -> list:
+    """The examples of ``--data``, restricted to ``--users``, then ``--n`` sampled with ``--seed``."""
+    from dps_lens.data import load_examples, sample_examples, split_by_user
+
+    examples = load_examples(args.data, args.format)
+    if args.users != "all":
+        discovery, evaluation = split_by_user(
+            examples, args.discovery_fraction, seed=args.split_seed
+        )
+        examples = evaluation if args.users == "evaluation" else discovery
+    return sample_examples(examples, args.n, seed=args.seed)
+
+
+def _add_steering_args(parser: argparse.ArgumentParser) -> None:
+    from dps_lens.data.prompts import TEMPLATE_NAMES
+    from dps_lens.interventions import MASK_MODES
+    from dps_lens.steering.methods import MASKED_RUNS
+
+    parser.add_argument(
+        "--heads", type=Path, default=None, help="discover output dir or top_k.json"
+    )
+    parser.add_argument("--k", type=_positive_int, default=None, help="use the top K heads")
+    parser.add_argument("--gamma", type=float, default=1.0, help="contrast strength (CAD: alpha)")
+    parser.add_argument("--adaptive", action="store_true", help="gamma = entropy, capped")
+    parser.add_argument("--gamma-cap", type=float, default=2.0)
+    parser.add_argument("--beta", type=float, default=None, help="plausibility constraint")
+    parser.add_argument("--mode", default="zero", choices=MASK_MODES)
+    parser.add_argument("--masked-run", default="exact", choices=MASKED_RUNS)
+    parser.add_argument("--template", default="history", choices=TEMPLATE_NAMES)
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    parser.add_argument(
+        "--max-length", type=_positive_int, default=None,
+        help="limit of prompt + new tokens; oldest profile items dropped (default: the context)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=_positive_int, default=8)
+    parser.add_argument(
+        "--stop", action="append", default=[], help="a token that ends the output (repeatable)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dps_lens.data.loaders import FORMATS
     from dps_lens.data.prompts import TEMPLATE_NAMES
+    from dps_lens.evaluation.metrics import TASKS
     from dps_lens.interventions import MASK_MODES
     from dps_lens.models import BUNDLED_ORGANISMS
+    from dps_lens.scoring.pcs import METHODS as SCAN_METHODS
+    from dps_lens.steering.methods import METHODS
 
     parser = argparse.ArgumentParser(prog="dps-lens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,16 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="data file (LaMP JSON/JSONL, PersonaChat txt, JSONL)"
     )
     discover.add_argument("--format", default="auto", choices=FORMATS)
+    _add_split_args(discover, default="all")
     discover.add_argument(
         "--n", type=_positive_int, default=None, help="number of examples (default all)"
     )
     discover.add_argument("--mode", default="zero", choices=MASK_MODES)
+    discover.add_argument(
+        "--method", default="exact", choices=SCAN_METHODS,
+        help="exact ablation (default), attribution (gradient estimate), hybrid (attribution, "
+        "then exact on the top --hybrid-top), activation-patching (profile vs no-profile)",
+    )  # fmt: skip
+    discover.add_argument("--ig-steps", type=int, default=0, help="attribution: IG steps")
+    discover.add_argument("--hybrid-top", type=_positive_int, default=20)
+    discover.add_argument("--direction", default="noising", choices=["noising", "denoising"])
     discover.add_argument("--k", type=_positive_int, default=10, help="size of the top-K head set")
     discover.add_argument("--seed", type=int, default=0)
     discover.add_argument("--out", type=Path, default=Path("runs/discover"))
     discover.add_argument(
-        "--batch-size", type=_positive_int, default=16, help="ablation rows per forward pass"
-    )
+        "--batch-size", type=_batch_size, default=16,
+        help="ablation rows per forward pass, or auto (from free memory)",
+    )  # fmt: skip
     discover.add_argument("--template", default="history", choices=TEMPLATE_NAMES)
     discover.add_argument(
         "--max-length",
@@ -122,6 +189,46 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--random-draws", type=_positive_int, default=10)
     validate.add_argument("--seed", type=int, default=0)
 
+    steer = commands.add_parser(
+        "steer", help="generate with DPS (or a baseline) for prompts or data"
+    )
+    _add_model_args(steer)
+    source = steer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", action="append", help="a prompt (repeat for several)")
+    source.add_argument("--data", help="examples file (prompts built with --template)")
+    steer.add_argument("--format", default="auto", choices=FORMATS)
+    steer.add_argument("--n", type=_positive_int, default=None, help="number of examples")
+    steer.add_argument("--method", default="dps", choices=METHODS)
+    _add_steering_args(steer)
+    steer.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    steer.add_argument("--top-p", type=float, default=1.0)
+    steer.add_argument("--compare", action="store_true", help="also print the plain output")
+    steer.add_argument("--out", type=Path, default=None, help="write outputs as JSONL here")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="compare decoding methods on held-out users (table + outputs)"
+    )
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", required=True, help="examples file")
+    evaluate.add_argument("--format", default="auto", choices=FORMATS)
+    evaluate.add_argument(
+        "--methods", default="plain,cad,dps,dps_shared_prefill,random_heads",
+        help=f"comma-separated, from: {', '.join(METHODS)}",
+    )  # fmt: skip
+    _add_split_args(evaluate, default="evaluation")
+    evaluate.add_argument("--n", type=_positive_int, default=None, help="examples to evaluate")
+    evaluate.add_argument("--task", default=None, choices=TASKS, help="default: from the data")
+    _add_steering_args(evaluate)
+    evaluate.add_argument("--out", type=Path, default=Path("runs/evaluate"))
+    evaluate.add_argument("--no-progress", action="store_true")
+
+    study = commands.add_parser("study", help="run a packaged study and write its tables")
+    study.add_argument("name", choices=["organism-steering"])
+    study.add_argument("--model", default="organism-planted", choices=BUNDLED_ORGANISMS)
+    study.add_argument("--out", type=Path, default=None, help="default runs/study-<model>")
+    study.add_argument("--evaluation-users", type=_positive_int, default=300)
+    study.add_argument("--no-progress", action="store_true")
+
     demo = commands.add_parser("demo", help="the whole workflow on the bundled default, in minutes")
     demo.add_argument("--out", type=Path, default=Path("figures/demo"))
     demo.add_argument("--no-progress", action="store_true")
@@ -137,12 +244,11 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    from dps_lens.data import load_examples, sample_examples
     from dps_lens.models import load_model
     from dps_lens.plots import pcs_heatmap, write_html
     from dps_lens.scoring import ScanConfig, score_heads
 
-    examples = sample_examples(load_examples(args.data, args.format), args.n, seed=args.seed)
+    examples = _examples(args)
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     heads = None
     if args.layers is not None:
@@ -162,6 +268,10 @@ def cmd_discover(args: argparse.Namespace) -> None:
         template=args.template,
         max_length=args.max_length,
         heads=heads,
+        method=args.method,
+        ig_steps=args.ig_steps,
+        hybrid_top=args.hybrid_top,
+        direction=args.direction,
     )
     started = time.perf_counter()
     scores = score_heads(
@@ -190,6 +300,106 @@ def format_top_heads(scores, k: int) -> str:
             f"  [{row['ci_low']:>9.5f}, {row['ci_high']:>9.5f}]"
         )
     return "\n".join(lines)
+
+
+def _steering_setup(args: argparse.Namespace, model, method: str):
+    """(steering, extra stop ids) from the shared steering arguments."""
+    from dps_lens.organism.rates import reference_means
+    from dps_lens.selection import read_heads
+    from dps_lens.steering.methods import build
+
+    heads = read_heads(args.heads, args.k) if args.heads is not None else []
+    means = None
+    if args.mode == "mean" and method not in ("plain", "cad"):
+        means = reference_means(model, args.examples) if args.examples else None
+        if means is None:
+            raise DpsLensError("--mode mean needs --data (head means come from its prompts)")
+    dps_args = {
+        "adaptive": args.adaptive,
+        "gamma_cap": args.gamma_cap,
+        "beta": args.beta,
+        "mode": args.mode,
+        "masked_run": args.masked_run,
+        "means": means,
+    }
+    if method in ("decore", "reference"):
+        dps_args = {"gamma_cap": args.gamma_cap}
+    steering = build(method, model, heads, gamma=args.gamma, seed=args.seed, **dps_args)
+    return steering, _stop_ids(model, args.stop)
+
+
+def _stop_ids(model, tokens: Sequence[str]) -> tuple[int, ...]:
+    ids = []
+    for token in tokens:
+        encoded = model.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise DpsLensError(
+                f"--stop {token!r} is {len(encoded)} tokens for this tokenizer; give single tokens"
+            )
+        ids.append(int(encoded[0]))
+    return tuple(ids)
+
+
+def cmd_steer(args: argparse.Namespace) -> None:
+    import json
+
+    from dps_lens._io import atomic_write_text
+    from dps_lens.models import load_model
+    from dps_lens.steering import Sampling, generate, plain
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    args.users = "all"
+    args.examples = _examples(args) if args.data else None
+    inputs = args.examples or args.prompt
+    steering, stop = _steering_setup(args, model, args.method)
+    sampling = Sampling(args.temperature, args.top_p, args.seed)
+    options = dict(
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        template=args.template,
+        extra_stop_ids=stop,
+        max_length=args.max_length,
+    )
+    out = generate(model, inputs, steering, sampling, **options)
+    baseline = generate(model, inputs, plain(), sampling, **options) if args.compare else None
+    rows = []
+    for i, text in enumerate(out.texts):
+        row = {"input": i, "method": steering.name, "output": text}
+        if baseline is not None:
+            row["plain"] = baseline.texts[i]
+        rows.append(row)
+        print(f"[{i}] {steering.name}: {text}")
+        if baseline is not None:
+            print(f"[{i}] plain: {baseline.texts[i]}")
+    print(f"{out.n_generated} tokens, {1000 * out.seconds_per_token:.1f} ms/token")
+    if args.out is not None:
+        atomic_write_text(args.out, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dps_lens.evaluation import EvalConfig, evaluate_methods, markdown_table
+    from dps_lens.models import load_model
+
+    args.examples = examples = _examples(args)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    names = [name.strip() for name in args.methods.split(",") if name.strip()]
+    methods = {}
+    stop: tuple[int, ...] = ()
+    for name in names:
+        methods[name], stop = _steering_setup(args, model, name)
+    config = EvalConfig(
+        task=args.task,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        template=args.template,
+        max_length=args.max_length,
+        seed=args.seed,
+        extra_stop_ids=stop,
+    )
+    started = time.perf_counter()
+    results = evaluate_methods(model, examples, methods, config, args.out, not args.no_progress)
+    print(markdown_table(results), end="")
+    print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {args.out}")
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -244,6 +454,17 @@ def cmd_organism(args: argparse.Namespace) -> None:
     print(f"validated in {report['seconds']} s -> {args.out}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from dps_lens.studies.organism_steering import run_study
+
+    out = args.out or Path("runs") / f"study-{args.model}"
+    report = run_study(
+        args.model, out, n_evaluation_users=args.evaluation_users, progress=not args.no_progress
+    )
+    print(report["markdown"])
+    print(f"done in {report['seconds']} s -> {out}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dps_lens.demo import run_demo
 
@@ -255,7 +476,10 @@ COMMANDS = {
     "info": cmd_info,
     "discover": cmd_discover,
     "fetch": cmd_fetch,
+    "steer": cmd_steer,
+    "evaluate": cmd_evaluate,
     "organism": cmd_organism,
+    "study": cmd_study,
     "demo": cmd_demo,
 }
 

@@ -8,7 +8,11 @@ Modes, each interpolating between the clean head (``w = 0``) and the ablated hea
   projection. ``w = 1`` is exactly the model with that head's rows of ``W_O`` removed.
 * ``mean``: ``z ← (1 - w)·z + w·z̄`` with ``z̄[l, h]`` the head's mean output over a reference set.
 * ``uniform``: ``A ← (1 - w)·A + w·U`` at ``blocks.{l}.attn.hook_pattern``, with ``U`` uniform
-  attention over the causally visible, non-padding keys (the authors' decode-time masking).
+  attention over the causally visible, non-padding keys (the authors' decode-time masking, which
+  zeroes the head's query).
+* ``oproj_slice``: scale dims ``[h·d_head, (h+1)·d_head)`` of the attention output (after the output
+  projection, in residual space) by ``1 - w``: the authors' PCS ablation, kept to reproduce their
+  rankings. It is not a head ablation: those residual dims mix every head's output.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from torch import Tensor
 
 from dps_lens.errors import DpsLensError
 
-MaskMode = Literal["zero", "mean", "uniform"]
-MASK_MODES: tuple[str, ...] = ("zero", "mean", "uniform")
+MaskMode = Literal["zero", "mean", "uniform", "oproj_slice"]
+MASK_MODES: tuple[str, ...] = ("zero", "mean", "uniform", "oproj_slice")
 Head = tuple[int, int]
 
 
@@ -164,7 +168,21 @@ def ablate_heads(
 
         return hook
 
-    if mode == "uniform":
+    def slice_hook(layer: int):
+        def hook(out: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor:
+            w = _row_weights(weights, layer, out.shape[0], out)
+            scale = (1 - w).repeat_interleave(out.shape[-1] // w.shape[-1], dim=-1)
+            return out * scale[:, None, :]
+
+        return hook
+
+    if mode == "oproj_slice":
+        if int(model.cfg.n_heads) * int(model.cfg.d_head) != int(model.cfg.d_model):
+            raise DpsLensError(
+                "mode='oproj_slice' needs n_heads * d_head == d_model; use mode='zero'"
+            )
+        hooks = [(f"blocks.{layer}.attn.hook_out", slice_hook(layer)) for layer in head_mask.layers]
+    elif mode == "uniform":
         hooks = [
             (f"blocks.{layer}.attn.hook_pattern", pattern_hook(layer)) for layer in head_mask.layers
         ]

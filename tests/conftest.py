@@ -52,6 +52,13 @@ def tiny_model(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
+def planted():
+    from dps_lens.models import load_model
+
+    return load_model("organism-planted", device="cpu")
+
+
+@pytest.fixture(scope="session")
 def examples():
     from dps_lens.organism.world import World, WorldConfig
 

@@ -108,3 +108,61 @@ def test_organism_train_is_seeded_and_writes_a_loadable_card(tmp_path, capsys):
     assert card["training"]["steps"] == 3 and "personalization" in card
     assert "Planted constraint" in (outs[0] / "README.md").read_text()
     assert load_model(str(outs[0]), device="cpu").planted_spec.heads == ((1, 1), (1, 3), (2, 2))
+
+
+def test_steer_with_discovered_heads_and_a_prompt(examples_jsonl, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(discover_args("tiny-llama", examples_jsonl, run, "--k", "2", "--n", "2")) == 0
+    out = tmp_path / "steered.jsonl"
+    args = ["steer", "--model", "tiny-llama", "--heads", str(run), "--k", "2", "--prompt", "Hi",
+            "--prompt", "Which pet?", "--max-new-tokens", "4", "--compare", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1] dps:" in printed and "[1] plain:" in printed and "ms/token" in printed
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["input"] for row in rows] == [0, 1] and "plain" in rows[0]
+
+
+def test_evaluate_compares_methods_on_held_out_users(tmp_path, capsys):
+    data = tmp_path / "users.jsonl"
+    assert main(["organism", "data", "--split", "evaluation", "--users", "16", "--out", str(data)]) == 0  # fmt: skip
+    heads = tmp_path / "top_k.json"
+    heads.write_text(json.dumps({"heads": [[1, 1], [1, 3], [2, 2]]}))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", "organism-planted", "--device", "cpu", "--data", str(data),
+            "--heads", str(heads), "--methods", "plain,dps,cad", "--max-new-tokens", "4",
+            "--stop", ".", "--stop", "!", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| plain | 16 |" in printed and "| dps | 16 |" in printed and "| cad | 16 |" in printed
+    evaluated = {json.loads(line)["user_id"] for line in (out / "methods" / "dps.jsonl").open()}
+    assert len(evaluated) == 8  # the evaluation half of 16 users (2 queries each)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--heads", "missing.json"], "no head set at"),
+        (["--stop", "two words"], "give single tokens"),
+        (["--methods", "dps,nonsense"], "unknown method"),
+    ],
+)
+def test_evaluate_bad_input_gives_one_line_errors(examples_jsonl, tmp_path, capsys, extra, message):
+    heads = tmp_path / "top_k.json"
+    heads.write_text(json.dumps({"heads": [[0, 1]]}))
+    args = ["evaluate", "--model", "tiny-llama", "--data", str(examples_jsonl), "--heads", str(heads),
+            "--out", str(tmp_path / "e"), "--no-progress", *extra]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+
+
+@pytest.mark.parametrize("method", ["attribution", "hybrid", "activation-patching"])
+def test_discover_method_flag_selects_the_method(examples_jsonl, tmp_path, method):
+    out = tmp_path / method
+    args = discover_args("tiny-llama", examples_jsonl, out, "--method", method, "--hybrid-top", "3",
+                         "--k", "3", "--batch-size", "auto")  # fmt: skip
+    assert main(args) == 0
+    scores = HeadScores.load(out)
+    assert scores.config["method"] == method
+    assert len(scores.ranked()) == (3 if method == "hybrid" else 12)

@@ -142,3 +142,20 @@ def test_hooks_are_removed_after_the_block(tiny_gpt2):
         with ablate_heads(tiny_gpt2, [(0, 0), (1, 1)]):
             pass
         torch.testing.assert_close(tiny_gpt2(tokens), before, atol=0, rtol=0)
+
+
+def test_oproj_slice_of_every_head_equals_zeroing_the_whole_layer(tiny_llama):
+    tokens = _tokens(tiny_llama)
+    layer_heads = [(1, h) for h in range(tiny_llama.cfg.n_heads)]
+    with torch.no_grad():
+        with ablate_heads(tiny_llama, layer_heads, mode="oproj_slice"):
+            sliced = tiny_llama(tokens)
+        with ablate_heads(tiny_llama, layer_heads, mode="zero"):
+            zeroed = tiny_llama(tokens)
+        with ablate_heads(tiny_llama, [(1, 0)], mode="oproj_slice"):
+            one_slice = tiny_llama(tokens)
+        with ablate_heads(tiny_llama, [(1, 0)], mode="zero"):
+            one_head = tiny_llama(tokens)
+    torch.testing.assert_close(sliced, zeroed, atol=1e-5, rtol=0)
+    # One slice is not one head: the residual dims it zeroes mix every head's output.
+    assert (one_slice - one_head).abs().max() > 1e-3

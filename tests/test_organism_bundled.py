@@ -15,11 +15,6 @@ WORLD = World()
 
 
 @pytest.fixture(scope="module")
-def planted():
-    return load_model("organism-planted", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def free():
     return load_model("organism-free", device="cpu")
 

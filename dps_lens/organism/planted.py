@@ -114,8 +114,8 @@ class _SpanTracker:
         if not blocked_heads.any():
             return pattern
         keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
-        if keys.shape[0] != pattern.shape[0]:
-            keys = keys.expand(pattern.shape[0], -1)
+        if keys.shape[0] != pattern.shape[0]:  # a batch forked for steering: copies of the rows
+            keys = keys.repeat(pattern.shape[0] // keys.shape[0], 1)
         drop = blocked_heads[None, :, None, None] & keys[:, None, None, :]
         kept = pattern.masked_fill(drop, 0.0)
         return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)

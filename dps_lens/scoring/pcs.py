@@ -1,17 +1,20 @@
 """Exact Preference Contribution Scores: ``PCS(h) = E[L(M \\ h) - L(M)]`` by ablating every head.
 
-Work is a list of (example, head) ablation rows, grouped into forward passes of ``batch_size``
-rows that each carry their own one-head mask. The partial result is checkpointed after every
-forward (atomic write), so a killed scan resumes without recomputing finished rows.
+The work is every (example, head) cell. One forward pass scores several heads of one layer on
+several examples (at most ``batch_size`` cells): the examples run the blocks below that layer
+once, then the batch is forked into one copy per head, each with its head ablated (``fork_at``);
+logits are computed at the target positions only. The partial result is checkpointed after every
+forward (atomic write), so a killed scan resumes without recomputing finished cells.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +24,35 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dps_lens._io import atomic_write, atomic_write_json
-from dps_lens.data.encoding import EncodedExample, collate, encoder_for, pad_id_of
+from dps_lens.data.encoding import EncodedExample, TargetBatch, collate, encoder_for, pad_id_of
 from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate
 from dps_lens.errors import DpsLensError, NonFiniteLossError
+from dps_lens.fork import fork_at
 from dps_lens.interventions import MASK_MODES, Head, MaskMode, ablate_heads, check_head, head_means
+from dps_lens.scoring.attribution import attribution_batch
 from dps_lens.scoring.head_scores import HeadScores
-from dps_lens.scoring.loss import forward_nll
+from dps_lens.scoring.loss import forward_nll, label_positions, target_nll
+from dps_lens.scoring.patching import DIRECTIONS, patched_losses, source_activations
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
 
 
+METHODS = ("exact", "attribution", "hybrid", "activation-patching")
+
+
 @dataclass(frozen=True)
 class ScanConfig:
-    """Settings of an exact PCS scan.
+    """Settings of a head scan.
 
-    ``batch_size`` is the number of ablation rows (example × head) per forward pass.
-    ``heads`` restricts the scan to some heads (default: every head).
+    ``method``: ``exact`` (ablation, the definition of PCS), ``attribution`` (first-order
+    estimate, ``ig_steps`` > 0 for integrated gradients), ``hybrid`` (attribution ranks every
+    head, the top ``hybrid_top`` are scored exactly) or ``activation-patching`` (profile vs
+    no-profile run, ``direction`` noising or denoising).
+    ``batch_size`` is the number of (example × head) rows per forward pass (examples per batch
+    for attribution); 0 picks it from free memory (``auto_batch_size``). ``heads`` restricts the
+    scan to some heads (default: every head).
     """
 
     mode: MaskMode = "zero"
@@ -48,19 +62,53 @@ class ScanConfig:
     template: str = "history"
     max_length: int | None = None
     heads: tuple[Head, ...] | None = None
+    method: str = "exact"
+    ig_steps: int = 0
+    hybrid_top: int = 20
+    direction: str = "noising"
 
     def __post_init__(self) -> None:
         if self.mode not in MASK_MODES:
             raise DpsLensError(
                 f"unknown mask mode {self.mode!r}; use one of {', '.join(MASK_MODES)}"
             )
-        if self.batch_size < 1:
-            raise DpsLensError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.method not in METHODS:
+            raise DpsLensError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.direction not in DIRECTIONS:
+            raise DpsLensError(
+                f"unknown direction {self.direction!r}; use {' or '.join(DIRECTIONS)}"
+            )
+        if self.batch_size < 0 or self.hybrid_top < 1 or self.ig_steps < 0:
+            raise DpsLensError(
+                "batch_size must be >= 0 (0: auto), hybrid_top >= 1 and ig_steps >= 0"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["heads"] = None if self.heads is None else [list(h) for h in self.heads]
         return out
+
+
+def auto_batch_size(model: Any, n_tokens: int, fraction: float = 0.25, cap: int = 64) -> int:
+    """Rows per forward whose activations fit in ``fraction`` of the free memory (GPU or RAM).
+
+    A row of ``n_tokens`` needs about 4 bytes × (residual and MLP streams ``n_tokens·(6·d_model +
+    3·d_mlp)`` + attention scores ``3·n_heads·n_tokens²`` + logits ``n_tokens·d_vocab``); gradients
+    (attribution) roughly double it, which the ``fraction`` leaves room for.
+    """
+    cfg = model.cfg
+    d_model, n_heads = int(cfg.d_model), int(cfg.n_heads)
+    d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d_model)
+    per_row = 4 * (
+        n_tokens * (6 * d_model + 3 * d_mlp)
+        + 3 * n_heads * n_tokens**2
+        + n_tokens * int(cfg.d_vocab)
+    )
+    if str(cfg.device).startswith("cuda"):
+        free = torch.cuda.mem_get_info(torch.device(cfg.device))[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(cap, int(fraction * free // per_row)))
 
 
 def _example_ids(examples: Sequence[PreferenceExample]) -> list[str]:
@@ -114,25 +162,72 @@ def _check_finite(losses: Tensor, what: Callable[[int], str], checkpoint: _Check
         )
 
 
-def _forward_rows(
+@dataclass(frozen=True)
+class _Unit:
+    """One forward pass of the scan: ``heads`` of ``layer`` ablated, one copy of the examples each."""
+
+    layer: int
+    heads: tuple[int, ...]
+    examples: tuple[int, ...]
+
+    def cells(self) -> list[tuple[int, Head]]:
+        return [(i, (self.layer, h)) for h in self.heads for i in self.examples]
+
+
+def _units(heads: Sequence[Head], order: Sequence[int], batch_size: int) -> list[_Unit]:
+    """Group the work: per layer, ``c`` heads × ``e`` examples per forward (``c·e ≤ batch_size``)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    units = []
+    for layer, layer_heads in sorted(by_layer.items()):
+        n_copies = min(len(layer_heads), batch_size)
+        n_examples = max(1, batch_size // n_copies)
+        for h in range(0, len(layer_heads), n_copies):
+            for e in range(0, len(order), n_examples):
+                units.append(
+                    _Unit(
+                        layer,
+                        tuple(layer_heads[h : h + n_copies]),
+                        tuple(order[e : e + n_examples]),
+                    )
+                )
+    return units
+
+
+def _forward_unit(
     model: Any,
     encoded: Sequence[EncodedExample],
-    rows: Sequence[tuple[int, Head]],
+    unit: _Unit,
     pad_id: int,
     mode: MaskMode,
     means: Tensor | None,
 ) -> Tensor:
-    """Target NLL of each (example, head) row with that row's head ablated."""
-    batch = collate([encoded[i] for i, _ in rows], pad_id)
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    weights = torch.zeros(len(rows), n_layers, n_heads)
-    for row, (_, (layer, head)) in enumerate(rows):
-        weights[row, layer, head] = 1.0
-    key_mask = torch.zeros_like(batch.tokens, dtype=torch.bool)
-    for row, (i, _) in enumerate(rows):
-        key_mask[row, : len(encoded[i].input_ids)] = True
-    with ablate_heads(model, weights, mode=mode, means=means, key_mask=key_mask):
-        return forward_nll(model, batch)
+    """Target NLL of every cell of ``unit``, copy-major (``[heads × examples]``).
+
+    The examples run blocks below ``unit.layer`` once; the batch is then forked into one copy
+    per head (``fork_at``), each with its own head ablated.
+    """
+    batch = collate([encoded[i] for i in unit.examples], pad_id)
+    copies, n_rows = len(unit.heads), len(unit.examples)
+    weights = torch.zeros(copies * n_rows, int(model.cfg.n_layers), int(model.cfg.n_heads))
+    for copy, head in enumerate(unit.heads):
+        weights[copy * n_rows : (copy + 1) * n_rows, unit.layer, head] = 1.0
+    lengths = torch.tensor([len(encoded[i].input_ids) for i in unit.examples])
+    key_mask = (torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]).repeat(copies, 1)
+    replicated = TargetBatch(batch.tokens.repeat(copies, 1), batch.target_mask.repeat(copies, 1))
+    positions = label_positions(batch)
+    with (
+        torch.no_grad(),
+        fork_at(model, unit.layer, copies),
+        ablate_heads(model, weights, mode=mode, means=means, key_mask=key_mask),
+    ):
+        logits = model(
+            batch.tokens.to(model.cfg.device),
+            return_type="logits",
+            logits_to_keep=positions.to(model.cfg.device),
+        )
+    return target_nll(logits, replicated.to(logits.device), positions).cpu()
 
 
 def _reference_batches(
@@ -146,6 +241,87 @@ def _reference_batches(
         yield batch.tokens, torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]
 
 
+@dataclass
+class _Work:
+    """One forward pass's worth of cells and how to score them."""
+
+    cells: list[tuple[int, Head]]
+    compute: Callable[[], Tensor]
+
+
+def _exact_work(model, encoded, heads, order, config, pad_id, means, checkpoint) -> list[_Work]:
+    def unit_work(unit: _Unit) -> _Work:
+        def compute() -> Tensor:
+            losses = _forward_unit(model, encoded, unit, pad_id, config.mode, means)
+            clean = checkpoint.clean_loss[list(unit.examples)].repeat(len(unit.heads))
+            return losses - clean
+
+        return _Work(unit.cells(), compute)
+
+    return [unit_work(u) for u in _units(heads, order, config.batch_size)]
+
+
+def _attribution_work(model, encoded, heads, order, config, pad_id, means) -> list[_Work]:
+    def batch_work(index: list[int]) -> _Work:
+        def compute() -> Tensor:
+            chunk = [encoded[i] for i in index]
+            batch = collate(chunk, pad_id)
+            lengths = torch.tensor([len(e.input_ids) for e in chunk])
+            real = torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]
+            scores = attribution_batch(model, batch, real, config.mode, means, config.ig_steps)
+            return torch.stack([scores[:, l, h] for l, h in heads]).flatten()
+
+        return _Work([(i, head) for head in heads for i in index], compute)
+
+    size = config.batch_size
+    return [batch_work(order[s : s + size]) for s in range(0, len(order), size)]
+
+
+def _patching_work(model, examples, encoder, encoded, heads, order, config, pad_id, checkpoint):
+    bare = replace(encoder, template=encoder.template.without_profile())
+    no_profile = [bare.encode(e) for e in examples]
+    noising = config.direction == "noising"
+    base, source = (encoded, no_profile) if noising else (no_profile, encoded)
+    base_loss = checkpoint.clean_loss
+    if not noising:
+        base_loss = torch.cat([forward_nll(model, collate([e], pad_id)) for e in no_profile])
+
+    def unit_work(unit: _Unit) -> _Work:
+        def compute() -> Tensor:
+            picked = list(unit.examples)
+            sources = source_activations(model, [source[i] for i in picked], pad_id)
+            losses = patched_losses(
+                model, [base[i] for i in picked], sources, unit.layer, unit.heads, pad_id
+            )
+            clean = base_loss[picked].repeat(len(unit.heads))
+            return losses - clean if noising else clean - losses
+
+        return _Work(unit.cells(), compute)
+
+    return [unit_work(u) for u in _units(heads, order, config.batch_size)]
+
+
+def _hybrid(model, examples, config, template, checkpoint_dir, progress) -> HeadScores:
+    """Attribution over ``config.heads`` (default all), then exact PCS of the top ``hybrid_top``."""
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    estimate = score_heads(
+        model, examples, replace(config, method="attribution"), template,
+        directory / "attribution" if directory else None, progress,
+    )  # fmt: skip
+    top = estimate.top_k(min(config.hybrid_top, len(estimate.ranked())))
+    exact = score_heads(
+        model, examples, replace(config, method="exact", heads=tuple(top)), template,
+        directory / "exact" if directory else None, progress,
+    )  # fmt: skip
+    exact.config.update(
+        method="hybrid",
+        hybrid_top=config.hybrid_top,
+        attribution_ranking=[[l, h] for l, h in estimate.top_k(len(estimate.ranked()))],
+        seconds=estimate.config["seconds"] + exact.config["seconds"],
+    )
+    return exact
+
+
 def score_heads(
     model: Any,
     examples: Sequence[PreferenceExample],
@@ -154,7 +330,7 @@ def score_heads(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
 ) -> HeadScores:
-    """Exact PCS of every head (or ``config.heads``) over ``examples``.
+    """Score every head (or ``config.heads``) over ``examples`` with ``config.method``.
 
     With ``checkpoint_dir`` the scan saves after every forward pass and resumes from there.
     """
@@ -163,6 +339,8 @@ def score_heads(
     config = config or ScanConfig()
     if not examples:
         raise DpsLensError("no examples to score: the profile set is empty")
+    if config.method == "hybrid":
+        return _hybrid(model, examples, config, template, checkpoint_dir, progress)
     template = template or get_template(config.template)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     heads = (
@@ -183,6 +361,9 @@ def score_heads(
     ).hexdigest()
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     checkpoint = _Checkpoint(directory, key, (len(examples), n_layers, n_heads))
+    if config.batch_size == 0:  # after the key: an automatic size may differ on resume
+        longest = max(len(e.input_ids) for e in encoded)
+        config = replace(config, batch_size=auto_batch_size(model, longest))
 
     means = (
         head_means(model, _reference_batches(encoded, config.batch_size, pad_id))
@@ -190,7 +371,8 @@ def score_heads(
         else None
     )
 
-    # Clean losses, then every (example, head) ablation row; rows sorted by length for padding.
+    # Clean losses, then the method's work; examples sorted by length to limit padding.
+    started = time.perf_counter()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     todo_clean = [i for i in order if torch.isnan(checkpoint.clean_loss[i])]
     for start in range(0, len(todo_clean), config.batch_size):
@@ -198,34 +380,39 @@ def score_heads(
         losses = forward_nll(model, collate([encoded[i] for i in index], pad_id))
         _check_finite(losses, lambda r, index=index: f"example {index[r]} (clean run)", checkpoint)
         checkpoint.clean_loss[index] = losses
-    rows = [(i, h) for i in order for h in heads]
-    chunks = [rows[s : s + config.batch_size] for s in range(0, len(rows), config.batch_size)]
-    remaining = [c for c in chunks if not all(checkpoint.done[i, l, h] for i, (l, h) in c)]
-    finished = len(rows) - sum(len(c) for c in remaining)
+    if config.method == "exact":
+        work = _exact_work(model, encoded, heads, order, config, pad_id, means, checkpoint)
+    elif config.method == "attribution":
+        work = _attribution_work(model, encoded, heads, order, config, pad_id, means)
+    else:
+        work = _patching_work(
+            model, examples, encoder, encoded, heads, order, config, pad_id, checkpoint
+        )
+    remaining = [w for w in work if not all(checkpoint.done[i, l, h] for i, (l, h) in w.cells)]
+    n_cells = len(order) * len(heads)
     bar = tqdm(
-        total=len(rows),
-        initial=finished,
+        total=n_cells,
+        initial=n_cells - sum(len(w.cells) for w in remaining),
         disable=not progress,
-        unit="ablation",
-        desc=f"PCS ({config.mode})",
+        unit="cell",
+        desc=f"PCS {config.method} ({config.mode})",
         smoothing=0.1,
     )
-    started = time.perf_counter()
-    for chunk in remaining:
-        losses = _forward_rows(model, encoded, chunk, pad_id, config.mode, means)
+    for item in remaining:
+        values = item.compute()
         _check_finite(
-            losses,
-            lambda r, chunk=chunk: f"example {chunk[r][0]} with head {chunk[r][1]} masked",
+            values,
+            lambda r, cells=item.cells: f"example {cells[r][0]} with head {cells[r][1]} masked",
             checkpoint,
         )
-        for (i, (layer, head)), loss in zip(chunk, losses.tolist(), strict=True):
-            checkpoint.per_example[i, layer, head] = loss - float(checkpoint.clean_loss[i])
+        for (i, (layer, head)), value in zip(item.cells, values.tolist(), strict=True):
+            checkpoint.per_example[i, layer, head] = value
             checkpoint.done[i, layer, head] = True
         checkpoint.save()
-        bar.update(len(chunk))
+        bar.update(len(item.cells))
     bar.close()
     checkpoint.save()
-    scores = HeadScores(
+    return HeadScores(
         per_example=checkpoint.per_example.clone(),
         clean_loss=checkpoint.clean_loss.clone(),
         model_id=str(model.cfg.model_name),
@@ -233,9 +420,7 @@ def score_heads(
         example_ids=_example_ids(examples),
         config={
             **config.as_dict(),
-            "method": "exact",
             "template": template.name,
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    return scores

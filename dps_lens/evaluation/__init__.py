@@ -1,0 +1,18 @@
+"""Evaluation: LaMP metrics, coherence, latency, and a runner comparing decoding methods."""
+
+from dps_lens.evaluation.coherence import output_nll
+from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
+from dps_lens.evaluation.runner import EvalConfig, MethodResult, evaluate_methods, markdown_table
+
+__all__ = [
+    "Estimate",
+    "EvalConfig",
+    "MethodResult",
+    "bootstrap",
+    "evaluate_methods",
+    "markdown_table",
+    "output_nll",
+    "per_example",
+    "summarize_task",
+    "task_of",
+]

@@ -1,0 +1,159 @@
+"""Per-example metrics and bootstrap intervals for the LaMP tasks and the organism.
+
+* generation (LaMP-4/5/7): ROUGE-1 and ROUGE-L F1 (``rouge-score``, no stemming, as LaMP's
+  ``evaluate`` scripts), METEOR (nltk with an offline WordNet, see ``wordnet``);
+* classification (LaMP-1/2): accuracy and macro-F1 over exact (case-folded) labels;
+* regression (LaMP-3): MAE and RMSE of the first number in the output (no number: not scored,
+  counted in ``unparsed``);
+* organism: personalization rate (the first answer word is the user's favourite item).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dps_lens.data.example import PreferenceExample
+from dps_lens.errors import DpsLensError
+from dps_lens.evaluation.wordnet import load_wordnet
+
+TASKS = ("generation", "classification", "regression", "organism")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def task_of(examples: Sequence[PreferenceExample]) -> str:
+    """The task implied by the examples' metadata (LaMP number or organism ground truth)."""
+    meta = examples[0].meta if examples else {}
+    if "preferred" in meta:
+        return "organism"
+    number = str(meta.get("task", "")).removeprefix("LaMP-")
+    if number in ("1", "2"):
+        return "classification"
+    if number == "3":
+        return "regression"
+    return "generation"
+
+
+@functools.cache
+def _rouge():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
+
+
+def words(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def generation_scores(output: str, target: str) -> dict[str, float]:
+    from nltk.translate.meteor_score import meteor_score
+
+    rouge = _rouge().score(target, output)
+    meteor = meteor_score([words(target)], words(output), wordnet=load_wordnet())
+    return {
+        "rouge1": rouge["rouge1"].fmeasure,
+        "rougeL": rouge["rougeL"].fmeasure,
+        "meteor": float(meteor),
+    }
+
+
+def first_word(text: str) -> str:
+    found = words(text)
+    return found[0] if found else ""
+
+
+def per_example(task: str, output: str, example: PreferenceExample) -> dict[str, float]:
+    """Metric values of one output (``nan`` where a value is undefined)."""
+    if task == "generation":
+        return generation_scores(output, example.target)
+    if task == "classification":
+        return {"accuracy": float(output.strip().lower() == example.target.strip().lower())}
+    if task == "regression":
+        found = _NUMBER.search(output)
+        error = abs(float(found.group()) - float(example.target)) if found else math.nan
+        return {"abs_error": error}
+    if task == "organism":
+        return {"personalized": float(first_word(output) == str(example.meta["preferred"]).lower())}
+    raise DpsLensError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A corpus statistic with a seeded bootstrap percentile interval over examples."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.4f} [{self.low:.4f}, {self.high:.4f}]"
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Estimate:
+    """``statistic(indices)`` on all ``n`` examples, and its interval over resampled indices."""
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    rng = np.random.default_rng(seed)
+    draws = [statistic(rng.integers(0, n, n)) for _ in range(n_bootstrap)]
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(draws, [alpha, 1 - alpha])
+    return Estimate(float(statistic(np.arange(n))), float(low), float(high), n)
+
+
+def summarize_task(
+    task: str,
+    rows: Sequence[dict[str, float]],
+    outputs: Sequence[str],
+    examples: Sequence[PreferenceExample],
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Corpus metrics of one method (means of per-example values, F1, RMSE) with intervals."""
+
+    def mean_of(key: str) -> Estimate:
+        values = np.array([row[key] for row in rows], dtype=float)
+        kept = values[~np.isnan(values)]
+        return bootstrap(lambda i: float(kept[i].mean()), len(kept), n_bootstrap, seed)
+
+    if task == "generation":
+        return {key: mean_of(key) for key in ("rouge1", "rougeL", "meteor")}
+    if task == "organism":
+        return {"personalization": mean_of("personalized")}
+    if task == "classification":
+        from sklearn.metrics import f1_score
+
+        predicted = np.array([o.strip().lower() for o in outputs])
+        gold = np.array([e.target.strip().lower() for e in examples])
+        f1 = bootstrap(
+            lambda i: float(f1_score(gold[i], predicted[i], average="macro", zero_division=0)),
+            len(gold),
+            n_bootstrap,
+            seed,
+        )
+        return {"accuracy": mean_of("accuracy"), "f1": f1}
+    if task == "regression":
+        errors = np.array([row["abs_error"] for row in rows], dtype=float)
+        kept = errors[~np.isnan(errors)]
+        rmse = bootstrap(
+            lambda i: float(np.sqrt((kept[i] ** 2).mean())), len(kept), n_bootstrap, seed
+        )
+        unparsed = float(np.isnan(errors).sum())
+        return {
+            "mae": mean_of("abs_error"),
+            "rmse": rmse,
+            "unparsed": Estimate(unparsed, unparsed, unparsed, len(errors)),
+        }
+    raise DpsLensError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")

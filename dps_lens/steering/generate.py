@@ -1,0 +1,330 @@
+"""``generate``: KV-cached, batched decoding with DPS or a baseline, one entry point for all.
+
+A contrastive method runs its two forwards as one batch: rows ``[0, B)`` are the full model
+(the profile prompt, for CAD) and rows ``[B, 2B)`` the model it is contrasted with. For DPS the
+batch is forked at the first masked layer (``fork_at``), so the layers below it are computed once.
+Prompts are left-padded; positions and attention follow the padding mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dps_lens.data.encoding import encoder_for, pad_id_of
+from dps_lens.data.example import PreferenceExample
+from dps_lens.data.prompts import PromptTemplate, get_template
+from dps_lens.errors import DpsLensError
+from dps_lens.fork import duplicate_cache_rows, fork_at
+from dps_lens.interventions import HeadMask, ablate_heads
+from dps_lens.steering.methods import Steering, plain
+from dps_lens.steering.sampling import Sampling
+
+
+@dataclass
+class Generation:
+    """Outputs in input order. ``token_ids`` exclude the stop token; ``scores[i]`` (when asked
+    for) holds the scores the next token was picked from at every step, ``[steps, vocab]``."""
+
+    prompt_ids: list[list[int]]
+    token_ids: list[list[int]]
+    texts: list[str]
+    stopped: list[bool]
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    scores: list[Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def n_generated(self) -> int:
+        return sum(len(ids) for ids in self.token_ids)
+
+    @property
+    def seconds_per_token(self) -> float:
+        """Wall time per generated token, prefill included."""
+        return (self.prefill_seconds + self.decode_seconds) / max(self.n_generated, 1)
+
+
+def stop_token_ids(model: Any, extra: Sequence[int] = ()) -> set[int]:
+    """EOS ids of the tokenizer and the generation config, plus ``extra``."""
+    ids = set(extra)
+    if model.tokenizer.eos_token_id is not None:
+        ids.add(int(model.tokenizer.eos_token_id))
+    config = getattr(getattr(model, "original_model", None), "generation_config", None)
+    configured = getattr(config, "eos_token_id", None)
+    if configured is not None:
+        ids.update(int(i) for i in ([configured] if isinstance(configured, int) else configured))
+    return ids
+
+
+def _prompt_ids(
+    model: Any,
+    inputs: Sequence[str] | Sequence[PreferenceExample],
+    template: PromptTemplate,
+    max_new_tokens: int,
+    without_profile: bool,
+    max_length: int | None = None,
+) -> list[list[int]]:
+    n_ctx = int(model.cfg.n_ctx)
+    if max_length is not None and max_length > n_ctx:
+        raise DpsLensError(
+            f"max_length {max_length} exceeds the model's context of {n_ctx}; use at most {n_ctx}"
+        )
+    limit = max_length or n_ctx
+    budget = limit - max_new_tokens
+    if budget < 1:
+        raise DpsLensError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt within {limit} tokens"
+        )
+    if all(isinstance(x, PreferenceExample) for x in inputs):
+        chosen = template.without_profile() if without_profile else template
+        encoder = encoder_for(model, chosen, max_length=budget)
+        return [encoder.encode(x, with_target=False).input_ids for x in inputs]  # type: ignore[arg-type]
+    if without_profile:
+        raise DpsLensError(
+            "CAD contrasts the prompt with and without the profile: pass PreferenceExamples"
+        )
+    if not all(isinstance(x, str) for x in inputs):
+        raise DpsLensError("inputs must be all strings or all PreferenceExamples")
+    bos = model.tokenizer.bos_token_id
+    prepend = bool(getattr(model.cfg, "default_prepend_bos", True)) and bos is not None
+    prompts = []
+    for text in inputs:
+        ids = list(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = [bos, *ids] if prepend and (not ids or ids[0] != bos) else ids
+        if not ids:
+            raise DpsLensError("an empty prompt cannot be continued; give some text")
+        if len(ids) > budget:
+            raise DpsLensError(
+                f"prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} exceeds the "
+                f"limit of {limit} tokens (the model's context is {n_ctx}); shorten the prompt "
+                "or lower max_new_tokens"
+            )
+        prompts.append(ids)
+    return prompts
+
+
+def _left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int
+) -> tuple[Int[Tensor, "rows pos"], Int[Tensor, "rows pos"]]:
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        tokens[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention[i, width - len(ids) :] = 1
+    return tokens, attention
+
+
+@dataclass
+class _Batch:
+    """One chunk of prompts being decoded together."""
+
+    model: Any
+    steering: Steering
+    weights: Float[Tensor, "batch n_layers n_heads"] | None
+
+    @property
+    def forks(self) -> bool:
+        return self.steering.contrast == "heads"
+
+    @property
+    def fork_layer(self) -> int:
+        layers = HeadMask(self.weights).layers if self.weights is not None else []
+        return min(layers) if layers else 0
+
+    def forward(
+        self,
+        tokens: Int[Tensor, "rows new"],
+        attention: Int[Tensor, "rows pos"],
+        cache: Any,
+        fork: bool,
+    ) -> tuple[Float[Tensor, "out_rows vocab"], Any]:
+        """Last-position logits (float32) and the extended cache."""
+        model, device = self.model, self.model.cfg.device
+        stack = contextlib.ExitStack()
+        with stack:
+            if fork:
+                stack.enter_context(fork_at(model, self.fork_layer))
+                assert self.weights is not None
+                row_weights = torch.cat([torch.zeros_like(self.weights), self.weights])
+                key_mask: Bool[Tensor, "rows2 pos"] = attention.bool().repeat(2, 1)
+                stack.enter_context(
+                    ablate_heads(
+                        model, row_weights, self.steering.mode, self.steering.means, key_mask
+                    )
+                )
+            logits, cache = model(
+                tokens.to(device),
+                attention_mask=attention.to(device),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                return_type="logits_and_cache",
+            )
+        return logits[:, -1].float(), cache
+
+    def prefill(
+        self, tokens: Int[Tensor, "rows pos"], attention: Int[Tensor, "rows pos"]
+    ) -> tuple[Tensor, Any]:
+        if self.forks and self.steering.masked_run == "shared_prefill" and tokens.shape[1] > 1:
+            _, cache = self.forward(tokens[:, :-1], attention[:, :-1], None, fork=False)
+            duplicate_cache_rows(cache, self.fork_layer)
+            return self.forward(tokens[:, -1:], attention, cache, fork=True)
+        return self.forward(tokens, attention, None, fork=self.forks)
+
+    def scores(
+        self, logits: Float[Tensor, "rows vocab"], batch: int
+    ) -> Float[Tensor, "batch vocab"]:
+        if self.steering.contrast == "none":
+            return logits.log_softmax(-1)
+        return self.steering.rule.combine(logits[:batch], logits[batch:])
+
+
+def _sync(model: Any) -> None:
+    if str(model.cfg.device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def _generate_chunk(
+    chunk: _Batch,
+    prompts: list[list[int]],
+    alt_prompts: list[list[int]] | None,
+    sampling: Sampling,
+    generator: torch.Generator | None,
+    max_new_tokens: int,
+    stop_ids: set[int],
+    record_scores: bool,
+) -> tuple[list[list[int]], list[bool], list[Tensor] | None, float, float]:
+    model = chunk.model
+    pad_id = pad_id_of(model.tokenizer)
+    batch = len(prompts)
+    tokens, attention = _left_pad(prompts + (alt_prompts or []), pad_id)
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long)
+    _sync(model)
+    start = time.perf_counter()
+    logits, cache = chunk.prefill(tokens, attention)
+    _sync(model)
+    prefill_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    picked: list[Tensor] = []
+    recorded: list[Tensor] = []
+    finished = torch.zeros(batch, dtype=torch.bool)
+    for step in range(max_new_tokens):
+        scores = chunk.scores(logits, batch)
+        if record_scores:
+            recorded.append(scores.cpu())
+        token = sampling.pick(scores, generator).cpu()
+        token = token.masked_fill(finished, pad_id)
+        picked.append(token)
+        finished |= torch.isin(token, stops)
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        step_tokens = token[:, None].repeat(tokens.shape[0] // batch, 1)
+        attention = torch.cat([attention, torch.ones(len(attention), 1, dtype=torch.long)], 1)
+        logits, cache = chunk.forward(step_tokens, attention, cache, fork=chunk.forks)
+    _sync(model)
+    decode_seconds = time.perf_counter() - start
+    steps = torch.stack(picked, 1)
+    outputs, stopped = [], []
+    for row in steps.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
+        outputs.append(row if cut is None else row[:cut])
+        stopped.append(cut is not None)
+    scores_out = None
+    if record_scores:
+        stacked = torch.stack(recorded, 1)  # [batch, steps, vocab]
+        scores_out = [stacked[i, : len(outputs[i]) + int(stopped[i])] for i in range(batch)]
+    return outputs, stopped, scores_out, prefill_seconds, decode_seconds
+
+
+def generate(
+    model: Any,
+    inputs: Sequence[str] | Sequence[PreferenceExample],
+    steering: Steering | None = None,
+    sampling: Sampling | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    template: PromptTemplate | str | None = None,
+    extra_stop_ids: Sequence[int] = (),
+    stop_at_eos: bool = True,
+    max_length: int | None = None,
+    return_scores: bool = False,
+    progress: bool = False,
+) -> Generation:
+    """Decode a continuation of every input with ``steering`` (default: plain greedy).
+
+    ``inputs`` are prompt strings or ``PreferenceExample``s (rendered with ``template``, default
+    ``history``; the oldest profile items are dropped if the prompt plus ``max_new_tokens`` would
+    exceed ``max_length``, by default the model's context). Decoding stops at an EOS id (of the
+    tokenizer and generation config; unless ``stop_at_eos`` is False), at ``extra_stop_ids``, or
+    after ``max_new_tokens``. Inputs are batched by similar length.
+    """
+    steering = steering or plain()
+    sampling = sampling or Sampling()
+    if not inputs:
+        raise DpsLensError("generate needs at least one input")
+    if max_new_tokens < 1 or batch_size < 1:
+        raise DpsLensError("max_new_tokens and batch_size must be at least 1")
+    chosen = steering.template or (
+        get_template(template) if isinstance(template, str) else template or get_template("history")
+    )
+    prompts = _prompt_ids(model, inputs, chosen, max_new_tokens, False, max_length)
+    alt = (
+        _prompt_ids(model, inputs, chosen, max_new_tokens, True, max_length)
+        if steering.contrast == "profile"
+        else None
+    )
+    weights = steering.weights
+    if weights is not None:
+        weights = weights.float().to(model.cfg.device)
+        if weights.dim() == 3 and weights.shape[0] != len(inputs):
+            raise DpsLensError(
+                f"per-input head weights have {weights.shape[0]} maps for {len(inputs)} inputs"
+            )
+    stop_ids = stop_token_ids(model, extra_stop_ids) if stop_at_eos else set(extra_stop_ids)
+    generator = sampling.generator("cpu" if sampling.greedy else model.cfg.device)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    n = len(prompts)
+    token_ids: list[list[int]] = [[] for _ in range(n)]
+    stopped = [False] * n
+    scores: list[Tensor] = [torch.empty(0)] * n
+    prefill = decode = 0.0
+    bar = tqdm(total=n, desc=f"generate ({steering.name})", unit="input", disable=not progress)
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        chunk_weights = None
+        if weights is not None:
+            chunk_weights = (
+                weights[rows] if weights.dim() == 3 else weights.expand(len(rows), -1, -1)
+            )
+        out, stop, chunk_scores, seconds_in, seconds_out = _generate_chunk(
+            _Batch(model, steering, chunk_weights),
+            [prompts[i] for i in rows],
+            [alt[i] for i in rows] if alt is not None else None,
+            sampling,
+            generator,
+            max_new_tokens,
+            stop_ids,
+            return_scores,
+        )
+        prefill += seconds_in
+        decode += seconds_out
+        for j, i in enumerate(rows):
+            token_ids[i], stopped[i] = out[j], stop[j]
+            if chunk_scores is not None:
+                scores[i] = chunk_scores[j]
+        bar.update(len(rows))
+    bar.close()
+    texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in token_ids]
+    return Generation(
+        prompts, token_ids, texts, stopped, prefill, decode, scores if return_scores else None
+    )

@@ -1,0 +1,1 @@
+"""Studies: end-to-end experiments that write their tables under an output directory."""

@@ -1,0 +1,129 @@
+"""The fast and approximate discovery methods: layer-skipping exact scan, attribution (with
+integrated gradients), hybrid, activation patching; equality, ground truth and resume."""
+
+import pytest
+import torch
+
+from dps_lens.data import collate, encoder_for, get_template
+from dps_lens.errors import DpsLensError
+from dps_lens.interventions import ablate_heads
+from dps_lens.organism.world import World
+from dps_lens.scoring import ScanConfig, score_heads
+from dps_lens.scoring.loss import forward_nll
+from dps_lens.scoring.patching import patched_losses, source_activations
+from dps_lens.scoring.pcs import _Checkpoint
+from tests.test_scoring import _naive_pcs
+
+PLANTED_HEADS = {(1, 1), (1, 3), (2, 2)}
+
+
+@pytest.fixture(scope="module")
+def discovery():
+    return World().split_examples("discovery", 20, queries_per_user=1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 64])
+def test_layer_skipping_scan_equals_the_naive_loop_for_any_grouping(tiny_llama, examples, batch_size):  # fmt: skip
+    config = ScanConfig(batch_size=batch_size)
+    scores = score_heads(tiny_llama, examples, config, progress=False)
+    torch.testing.assert_close(
+        scores.per_example, _naive_pcs(tiny_llama, examples, "zero"), atol=2e-6, rtol=0
+    )
+
+
+def test_integrated_gradients_are_complete_along_the_all_heads_path(tiny_llama, examples):
+    """Σ_heads IG attributions = L(every head ablated) − L(clean), up to the quadrature error."""
+    config = ScanConfig(method="attribution", ig_steps=64, batch_size=8)
+    scores = score_heads(tiny_llama, examples[:2], config, progress=False)
+    batch = collate(encoder_for(tiny_llama, get_template("history")).encode_many(examples[:2]), 0)
+    every_head = [(l, h) for l in range(tiny_llama.cfg.n_layers) for h in range(tiny_llama.cfg.n_heads)]  # fmt: skip
+    clean = forward_nll(tiny_llama, batch)
+    with ablate_heads(tiny_llama, every_head):
+        ablated = forward_nll(tiny_llama, batch)
+    total, effect = scores.per_example.sum(dim=(1, 2)), ablated - clean
+    torch.testing.assert_close(total, effect, atol=0.02 * float(effect.abs().max()), rtol=0)
+
+
+def test_first_order_attribution_is_the_directional_derivative(tiny_llama, examples):
+    """(z̃ − z)·∂L/∂z is d/dε L(z + ε(z̃ − z)) at 0, a head weighted by ε in the zero mask
+    (Richardson-extrapolated finite differences, float32)."""
+    estimate = score_heads(tiny_llama, examples[:2], ScanConfig(method="attribution"), progress=False)  # fmt: skip
+    batch = collate(encoder_for(tiny_llama, get_template("history")).encode_many(examples[:2]), 0)
+    clean = forward_nll(tiny_llama, batch)
+
+    def difference(layer: int, head: int, eps: float) -> torch.Tensor:
+        weights = torch.zeros(tiny_llama.cfg.n_layers, tiny_llama.cfg.n_heads)
+        weights[layer, head] = eps
+        with ablate_heads(tiny_llama, weights):
+            return (forward_nll(tiny_llama, batch) - clean) / eps
+
+    for layer, head in [(0, 1), (1, 3), (2, 0)]:
+        slope = 2 * difference(layer, head, 0.02) - difference(layer, head, 0.04)
+        got = estimate.per_example[:, layer, head]
+        torch.testing.assert_close(got, slope, atol=1e-4, rtol=0.01)
+
+
+def test_attribution_and_hybrid_recover_the_planted_heads(planted, discovery):
+    attribution = score_heads(planted, discovery, ScanConfig(method="attribution"), progress=False)
+    assert set(attribution.top_k(2)) == {(1, 1), (1, 3)}
+    hybrid = score_heads(
+        planted, discovery, ScanConfig(method="hybrid", hybrid_top=4), progress=False
+    )
+    assert set(hybrid.top_k(3)) == PLANTED_HEADS
+    assert len(hybrid.ranked()) == 4 and hybrid.config["method"] == "hybrid"
+    exact = score_heads(
+        planted, discovery, ScanConfig(heads=tuple(hybrid.top_k(4))), progress=False
+    )
+    torch.testing.assert_close(hybrid.per_example, exact.per_example, equal_nan=True)
+
+
+def test_patching_a_run_with_its_own_activations_changes_nothing(tiny_llama, examples):
+    encoded = encoder_for(tiny_llama, get_template("history")).encode_many(examples[:3])
+    sources = source_activations(tiny_llama, encoded, pad_id=0)
+    losses = patched_losses(tiny_llama, encoded, sources, layer=1, heads=[0, 2], pad_id=0)
+    clean = forward_nll(tiny_llama, collate(encoded, 0))
+    torch.testing.assert_close(losses, clean.repeat(2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("direction", ["noising", "denoising"])
+def test_activation_patching_finds_the_planted_heads(planted, discovery, direction):
+    config = ScanConfig(method="activation-patching", direction=direction)
+    scores = score_heads(planted, discovery, config, progress=False)
+    assert set(scores.top_k(2)) == {(1, 1), (1, 3)}
+    assert scores.mean[0].abs().max() < 0.05  # layer 0 cannot read the profile
+
+
+@pytest.mark.parametrize("method", ["exact", "attribution", "activation-patching"])
+def test_every_method_resumes_after_an_interruption(tiny_llama, examples, tmp_path, method, monkeypatch):  # fmt: skip
+    config = ScanConfig(method=method, batch_size=2)
+    fresh = score_heads(tiny_llama, examples, config, progress=False)
+    saves = {"n": 0}
+    original = _Checkpoint.save
+
+    def interrupt_after_two(self):
+        original(self)
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Checkpoint, "save", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        score_heads(tiny_llama, examples, config, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = score_heads(tiny_llama, examples, config, checkpoint_dir=tmp_path, progress=False)
+    torch.testing.assert_close(resumed.per_example, fresh.per_example, atol=1e-6, rtol=0)
+
+
+def test_unsupported_combinations_are_refused(tiny_llama, examples):
+    with pytest.raises(DpsLensError, match="unknown method"):
+        ScanConfig(method="magic")
+    with pytest.raises(DpsLensError, match="attribution scores support"):
+        score_heads(tiny_llama, examples, ScanConfig(method="attribution", mode="uniform"), progress=False)  # fmt: skip
+
+
+def test_auto_batch_size_fits_longer_prompts_with_fewer_rows(tiny_llama):
+    from dps_lens.scoring.pcs import auto_batch_size
+
+    short, long = (auto_batch_size(tiny_llama, n, cap=10**9) for n in (64, 4096))
+    assert short > long >= 1
+    assert auto_batch_size(tiny_llama, 64) <= 64
