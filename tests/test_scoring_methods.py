@@ -126,4 +126,5 @@ def test_auto_batch_size_fits_longer_prompts_with_fewer_rows(tiny_llama):
 
     short, long = (auto_batch_size(tiny_llama, n, cap=10**9) for n in (64, 4096))
     assert short > long >= 1
+    assert auto_batch_size(tiny_llama, 4096, backward=True, cap=10**9) < long
     assert auto_batch_size(tiny_llama, 64) <= 64

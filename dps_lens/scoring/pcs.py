@@ -51,8 +51,8 @@ class ScanConfig:
     head, the top ``hybrid_top`` are scored exactly) or ``activation-patching`` (profile vs
     no-profile run, ``direction`` noising or denoising).
     ``batch_size`` is the number of (example × head) rows per forward pass (examples per batch
-    for attribution); 0 picks it from free memory (``auto_batch_size``). ``heads`` restricts the
-    scan to some heads (default: every head).
+    for attribution); 0 picks it from free memory, and a larger size than fits in free memory
+    is lowered (``auto_batch_size``). ``heads`` restricts the scan to some heads (default: all).
     """
 
     mode: MaskMode = "zero"
@@ -89,21 +89,25 @@ class ScanConfig:
         return out
 
 
-def auto_batch_size(model: Any, n_tokens: int, fraction: float = 0.25, cap: int = 64) -> int:
+def auto_batch_size(
+    model: Any, n_tokens: int, backward: bool = False, fraction: float = 0.4, cap: int = 64
+) -> int:
     """Rows per forward whose activations fit in ``fraction`` of the free memory (GPU or RAM).
 
-    A row of ``n_tokens`` needs about 4 bytes × (residual and MLP streams ``n_tokens·(6·d_model +
-    3·d_mlp)`` + attention scores ``3·n_heads·n_tokens²`` + logits ``n_tokens·d_vocab``); gradients
-    (attribution) roughly double it, which the ``fraction`` leaves room for.
+    A forward row of ``n_tokens`` needs about 4 bytes × (residual and MLP streams ``n_tokens·(6·
+    d_model + 3·d_mlp)`` + attention scores ``3·n_heads·n_tokens²`` + logits ``n_tokens·d_vocab``);
+    with ``backward`` (attribution) every layer's activations are kept for the gradient:
+    ``n_layers·n_tokens·(4·d_model + 4·d_mlp + 3·n_heads·n_tokens)`` plus 3 copies of the logits.
     """
     cfg = model.cfg
-    d_model, n_heads = int(cfg.d_model), int(cfg.n_heads)
+    d_model, n_heads, n_layers = int(cfg.d_model), int(cfg.n_heads), int(cfg.n_layers)
     d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d_model)
-    per_row = 4 * (
-        n_tokens * (6 * d_model + 3 * d_mlp)
-        + 3 * n_heads * n_tokens**2
-        + n_tokens * int(cfg.d_vocab)
-    )
+    logits = n_tokens * int(cfg.d_vocab)
+    if backward:
+        per_layer = n_tokens * (4 * d_model + 4 * d_mlp + 3 * n_heads * n_tokens)
+        per_row = 4 * (n_layers * per_layer + 3 * logits)
+    else:
+        per_row = 4 * (n_tokens * (6 * d_model + 3 * d_mlp) + 3 * n_heads * n_tokens**2 + logits)
     if str(cfg.device).startswith("cuda"):
         free = torch.cuda.mem_get_info(torch.device(cfg.device))[0]
     else:
@@ -361,9 +365,10 @@ def score_heads(
     ).hexdigest()
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     checkpoint = _Checkpoint(directory, key, (len(examples), n_layers, n_heads))
-    if config.batch_size == 0:  # after the key: an automatic size may differ on resume
-        longest = max(len(e.input_ids) for e in encoded)
-        config = replace(config, batch_size=auto_batch_size(model, longest))
+    # After the key: the memory bound may differ on resume. An explicit size is only lowered.
+    longest = max(len(e.input_ids) for e in encoded)
+    fits = auto_batch_size(model, longest, backward=config.method == "attribution")
+    config = replace(config, batch_size=min(config.batch_size or fits, fits))
 
     means = (
         head_means(model, _reference_batches(encoded, config.batch_size, pad_id))
