@@ -61,7 +61,7 @@ def _examples(args: argparse.Namespace) -> list:
     from dps_lens.data import load_examples, sample_examples, split_by_user
 
     examples = load_examples(args.data, args.format)
-    if args.users != "all":
+    if getattr(args, "users", "all") != "all":  # `steer` has no --users
         discovery, evaluation = split_by_user(
             examples, args.discovery_fraction, seed=args.split_seed
         )
@@ -302,30 +302,34 @@ def format_top_heads(scores, k: int) -> str:
     return "\n".join(lines)
 
 
-def _steering_setup(args: argparse.Namespace, model, method: str):
-    """(steering, extra stop ids) from the shared steering arguments."""
+def _steering_inputs(args: argparse.Namespace, model, examples, methods: Sequence[str]):
+    """(heads, head means or None, extra stop ids), read once for all ``methods``."""
     from dps_lens.organism.rates import reference_means
     from dps_lens.selection import read_heads
-    from dps_lens.steering.methods import build
 
     heads = read_heads(args.heads, args.k) if args.heads is not None else []
     means = None
-    if args.mode == "mean" and method not in ("plain", "cad"):
-        means = reference_means(model, args.examples) if args.examples else None
-        if means is None:
+    if args.mode == "mean" and any(m not in ("plain", "cad") for m in methods):
+        if not examples:
             raise DpsLensError("--mode mean needs --data (head means come from its prompts)")
-    dps_args = {
-        "adaptive": args.adaptive,
-        "gamma_cap": args.gamma_cap,
-        "beta": args.beta,
-        "mode": args.mode,
-        "masked_run": args.masked_run,
-        "means": means,
-    }
-    if method in ("decore", "reference"):
-        dps_args = {"gamma_cap": args.gamma_cap}
-    steering = build(method, model, heads, gamma=args.gamma, seed=args.seed, **dps_args)
-    return steering, _stop_ids(model, args.stop)
+        means = reference_means(model, examples)
+    return heads, means, _stop_ids(model, args.stop)
+
+
+def _steering(args: argparse.Namespace, model, method: str, heads, means):
+    """The ``Steering`` of ``method`` from the shared steering arguments."""
+    from dps_lens.steering.methods import build
+
+    dps_args = {"gamma_cap": args.gamma_cap}
+    if method not in ("decore", "reference"):
+        dps_args.update(
+            adaptive=args.adaptive,
+            beta=args.beta,
+            mode=args.mode,
+            masked_run=args.masked_run,
+            means=means,
+        )
+    return build(method, model, heads, gamma=args.gamma, seed=args.seed, **dps_args)
 
 
 def _stop_ids(model, tokens: Sequence[str]) -> tuple[int, ...]:
@@ -348,10 +352,10 @@ def cmd_steer(args: argparse.Namespace) -> None:
     from dps_lens.steering import Sampling, generate, plain
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    args.users = "all"
-    args.examples = _examples(args) if args.data else None
-    inputs = args.examples or args.prompt
-    steering, stop = _steering_setup(args, model, args.method)
+    examples = _examples(args) if args.data else None
+    inputs = examples or args.prompt
+    heads, means, stop = _steering_inputs(args, model, examples, [args.method])
+    steering = _steering(args, model, args.method, heads, means)
     sampling = Sampling(args.temperature, args.top_p, args.seed)
     options = dict(
         max_new_tokens=args.max_new_tokens,
@@ -380,13 +384,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from dps_lens.evaluation import EvalConfig, evaluate_methods, markdown_table
     from dps_lens.models import load_model
 
-    args.examples = examples = _examples(args)
+    examples = _examples(args)
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     names = [name.strip() for name in args.methods.split(",") if name.strip()]
-    methods = {}
-    stop: tuple[int, ...] = ()
-    for name in names:
-        methods[name], stop = _steering_setup(args, model, name)
+    heads, means, stop = _steering_inputs(args, model, examples, names)
+    methods = {name: _steering(args, model, name, heads, means) for name in names}
     config = EvalConfig(
         task=args.task,
         max_new_tokens=args.max_new_tokens,

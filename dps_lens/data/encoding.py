@@ -109,6 +109,12 @@ def collate(encoded: Sequence[EncodedExample], pad_id: int) -> TargetBatch:
     return TargetBatch(tokens, target_mask)
 
 
+def real_token_mask(encoded: Sequence[EncodedExample]) -> Bool[Tensor, "batch pos"]:
+    """True at the real (non-padding) tokens of ``collate(encoded)``."""
+    lengths = torch.tensor([len(e.input_ids) for e in encoded])
+    return torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+
+
 def encoder_for(model: Any, template: PromptTemplate, max_length: int | None = None) -> Encoder:
     """An ``Encoder`` for a loaded bridge; ``max_length`` defaults to (and may not exceed) its context."""
     n_ctx = int(model.cfg.n_ctx)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.errors import DpsLensError
@@ -64,14 +66,15 @@ def describe(steering: Steering) -> dict[str, Any]:
     }
 
 
-def _key(
-    model: Any, examples: Sequence[PreferenceExample], steering: Steering, config: EvalConfig
-) -> str:
+def _key(model: Any, data: str, steering: Steering, config: EvalConfig) -> str:
+    """Identity of a method's outputs: model, data hash, method, and the settings that change
+    them (the bootstrap settings only change the summary, which is recomputed anyway)."""
+    settings = {k: v for k, v in asdict(config).items() if k != "n_bootstrap"}
     identity = {
         "model": str(getattr(model.cfg, "model_name", "")),
-        "data": data_hash(examples),
+        "data": data,
         "method": describe(steering),
-        "config": asdict(config),
+        "config": settings,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -135,10 +138,9 @@ def _summarize(
     metrics = summarize_task(
         task, rows, [r["output"] for r in rows], examples, config.n_bootstrap, config.seed
     )
-    nll = [r["coherence_nll"] for r in rows if not math.isnan(r["coherence_nll"])]
-    mean_nll = bootstrap(
-        lambda i: float(sum(nll[j] for j in i) / len(i)), len(nll), config.n_bootstrap, config.seed
-    )
+    nll = np.array([r["coherence_nll"] for r in rows], dtype=float)
+    nll = nll[~np.isnan(nll)]
+    mean_nll = bootstrap(lambda i: float(nll[i].mean()), len(nll), config.n_bootstrap, config.seed)
     ppl = Estimate(
         *(math.exp(v) for v in (mean_nll.value, mean_nll.low, mean_nll.high)), mean_nll.n
     )
@@ -161,9 +163,10 @@ def evaluate_methods(
     if not methods:
         raise DpsLensError("evaluation needs at least one method")
     task = config.task or task_of(examples)
+    data = data_hash(examples)
     results = []
     for name, steering in methods.items():
-        key = _key(model, examples, steering, config)
+        key = _key(model, data, steering, config)
         path = Path(out) / "methods" / f"{name}.jsonl" if out is not None else None
         rows = _read_done(path, key) if path is not None else None
         if rows is None:

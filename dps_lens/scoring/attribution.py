@@ -19,7 +19,7 @@ from torch import Tensor
 
 from dps_lens.data.encoding import TargetBatch
 from dps_lens.errors import DpsLensError
-from dps_lens.scoring.loss import target_nll
+from dps_lens.scoring.loss import label_positions, target_nll
 
 
 def _ablated(z: Tensor, layer: int, mode: str, means: Tensor | None) -> Tensor:
@@ -61,8 +61,11 @@ def _step(
     hooks = [("hook_embed", leaf)] if "hook_embed" in model.hook_dict else []
     hooks += [(f"blocks.{layer}.attn.hook_z", capture(layer)) for layer in range(n_layers)]
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
-        logits = model(batch.tokens, return_type="logits")
-        losses = target_nll(logits, batch)
+        positions = label_positions(batch)
+        logits = model(
+            batch.tokens, return_type="logits", logits_to_keep=positions.to(batch.tokens.device)
+        )
+        losses = target_nll(logits, batch, positions)
         activations = [z for z in seen if z is not None]
         if len(activations) != n_layers:
             raise DpsLensError("attribution: some layer's hook_z did not run")

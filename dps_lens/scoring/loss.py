@@ -45,11 +45,17 @@ def target_nll(
 
 
 @torch.no_grad()
-def forward_nll(model: Any, batch: TargetBatch) -> Float[Tensor, " batch"]:
-    """Run ``model`` (with whatever hooks are active) and return the per-row target NLL on the CPU."""
+def forward_nll(model: Any, batch: TargetBatch, copies: int = 1) -> Float[Tensor, " rows"]:
+    """Run ``model`` (with whatever hooks are active) and return the per-row target NLL on the CPU.
+
+    With ``copies`` > 1 the active hooks fork the batch (``dps_lens.fork.fork_at``) into that many
+    copies: one NLL per row of every copy, copy-major.
+    """
     batch = batch.to(model.cfg.device)
     positions = label_positions(batch)
     logits = model(
         batch.tokens, return_type="logits", logits_to_keep=positions.to(model.cfg.device)
     )
+    if copies > 1:
+        batch = TargetBatch(batch.tokens.repeat(copies, 1), batch.target_mask.repeat(copies, 1))
     return target_nll(logits, batch, positions).cpu()

@@ -17,9 +17,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dps_lens.data.encoding import EncodedExample, TargetBatch, collate
+from dps_lens.data.encoding import EncodedExample, collate
 from dps_lens.fork import fork_at
-from dps_lens.scoring.loss import label_positions, target_nll
+from dps_lens.scoring.loss import forward_nll
 
 DIRECTIONS = ("noising", "denoising")
 
@@ -76,12 +76,5 @@ def patched_losses(
         z[where] = patch.to(z.dtype)
         return z
 
-    kept = label_positions(batch)
     with fork_at(model, layer, copies), model.hooks([(f"blocks.{layer}.attn.hook_z", hook)]):
-        logits = model(
-            batch.tokens.to(model.cfg.device),
-            return_type="logits",
-            logits_to_keep=kept.to(model.cfg.device),
-        )
-    replicated = TargetBatch(batch.tokens.repeat(copies, 1), batch.target_mask.repeat(copies, 1))
-    return target_nll(logits, replicated.to(logits.device), kept).cpu()
+        return forward_nll(model, batch, copies)

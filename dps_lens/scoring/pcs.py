@@ -24,7 +24,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dps_lens._io import atomic_write, atomic_write_json
-from dps_lens.data.encoding import EncodedExample, TargetBatch, collate, encoder_for, pad_id_of
+from dps_lens.data.encoding import (
+    EncodedExample,
+    collate,
+    encoder_for,
+    pad_id_of,
+    real_token_mask,
+)
 from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate
 from dps_lens.errors import DpsLensError, NonFiniteLossError
@@ -32,7 +38,7 @@ from dps_lens.fork import fork_at
 from dps_lens.interventions import MASK_MODES, Head, MaskMode, ablate_heads, check_head, head_means
 from dps_lens.scoring.attribution import attribution_batch
 from dps_lens.scoring.head_scores import HeadScores
-from dps_lens.scoring.loss import forward_nll, label_positions, target_nll
+from dps_lens.scoring.loss import forward_nll
 from dps_lens.scoring.patching import DIRECTIONS, patched_losses, source_activations
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
@@ -98,6 +104,7 @@ def auto_batch_size(
     d_model + 3·d_mlp)`` + attention scores ``3·n_heads·n_tokens²`` + logits ``n_tokens·d_vocab``);
     with ``backward`` (attribution) every layer's activations are kept for the gradient:
     ``n_layers·n_tokens·(4·d_model + 4·d_mlp + 3·n_heads·n_tokens)`` plus 3 copies of the logits.
+    Logits are counted at every position, an upper bound (scans keep only target positions).
     """
     cfg = model.cfg
     d_model, n_heads, n_layers = int(cfg.d_model), int(cfg.n_heads), int(cfg.n_layers)
@@ -217,21 +224,9 @@ def _forward_unit(
     weights = torch.zeros(copies * n_rows, int(model.cfg.n_layers), int(model.cfg.n_heads))
     for copy, head in enumerate(unit.heads):
         weights[copy * n_rows : (copy + 1) * n_rows, unit.layer, head] = 1.0
-    lengths = torch.tensor([len(encoded[i].input_ids) for i in unit.examples])
-    key_mask = (torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]).repeat(copies, 1)
-    replicated = TargetBatch(batch.tokens.repeat(copies, 1), batch.target_mask.repeat(copies, 1))
-    positions = label_positions(batch)
-    with (
-        torch.no_grad(),
-        fork_at(model, unit.layer, copies),
-        ablate_heads(model, weights, mode=mode, means=means, key_mask=key_mask),
-    ):
-        logits = model(
-            batch.tokens.to(model.cfg.device),
-            return_type="logits",
-            logits_to_keep=positions.to(model.cfg.device),
-        )
-    return target_nll(logits, replicated.to(logits.device), positions).cpu()
+    key_mask = real_token_mask([encoded[i] for i in unit.examples]).repeat(copies, 1)
+    with fork_at(model, unit.layer, copies), ablate_heads(model, weights, mode, means, key_mask):
+        return forward_nll(model, batch, copies)
 
 
 def _reference_batches(
@@ -240,9 +235,7 @@ def _reference_batches(
     """(tokens, real-token mask) batches over the scored examples: the reference set of ``mean``."""
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
-        batch = collate(chunk, pad_id)
-        lengths = torch.tensor([len(e.input_ids) for e in chunk])
-        yield batch.tokens, torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]
+        yield collate(chunk, pad_id).tokens, real_token_mask(chunk)
 
 
 @dataclass
@@ -269,9 +262,7 @@ def _attribution_work(model, encoded, heads, order, config, pad_id, means) -> li
     def batch_work(index: list[int]) -> _Work:
         def compute() -> Tensor:
             chunk = [encoded[i] for i in index]
-            batch = collate(chunk, pad_id)
-            lengths = torch.tensor([len(e.input_ids) for e in chunk])
-            real = torch.arange(batch.tokens.shape[1])[None, :] < lengths[:, None]
+            batch, real = collate(chunk, pad_id), real_token_mask(chunk)
             scores = attribution_batch(model, batch, real, config.mode, means, config.ig_steps)
             return torch.stack([scores[:, l, h] for l, h in heads]).flatten()
 
@@ -286,17 +277,27 @@ def _patching_work(model, examples, encoder, encoded, heads, order, config, pad_
     no_profile = [bare.encode(e) for e in examples]
     noising = config.direction == "noising"
     base, source = (encoded, no_profile) if noising else (no_profile, encoded)
-    base_loss = checkpoint.clean_loss
+    batches = [order[s : s + config.batch_size] for s in range(0, len(order), config.batch_size)]
+    base_loss = checkpoint.clean_loss.clone()
     if not noising:
-        base_loss = torch.cat([forward_nll(model, collate([e], pad_id)) for e in no_profile])
+        for index in batches:
+            base_loss[index] = forward_nll(model, collate([no_profile[i] for i in index], pad_id))
+    sources: dict[int, Tensor] = {}  # every layer's source activations, one run per example
+
+    def sources_of(picked: list[int]) -> list[Tensor]:
+        missing = [i for i in picked if i not in sources]
+        if missing:
+            found = source_activations(model, [source[i] for i in missing], pad_id)
+            sources.update(zip(missing, found, strict=True))
+        return [sources[i] for i in picked]
 
     def unit_work(unit: _Unit) -> _Work:
         def compute() -> Tensor:
             picked = list(unit.examples)
-            sources = source_activations(model, [source[i] for i in picked], pad_id)
             losses = patched_losses(
-                model, [base[i] for i in picked], sources, unit.layer, unit.heads, pad_id
-            )
+                model, [base[i] for i in picked], sources_of(picked), unit.layer, unit.heads,
+                pad_id,
+            )  # fmt: skip
             clean = base_loss[picked].repeat(len(unit.heads))
             return losses - clean if noising else clean - losses
 

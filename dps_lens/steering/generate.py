@@ -9,6 +9,7 @@ Prompts are left-padded; positions and attention follow the padding mask.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,10 +136,16 @@ class _Batch:
     def forks(self) -> bool:
         return self.steering.contrast == "heads"
 
-    @property
+    @functools.cached_property
     def fork_layer(self) -> int:
         layers = HeadMask(self.weights).layers if self.weights is not None else []
         return min(layers) if layers else 0
+
+    @functools.cached_property
+    def row_weights(self) -> Float[Tensor, "rows2 n_layers n_heads"]:
+        """No mask on the full-model copy, the chunk's weights on the masked copy."""
+        assert self.weights is not None
+        return torch.cat([torch.zeros_like(self.weights), self.weights])
 
     def forward(
         self,
@@ -153,12 +160,10 @@ class _Batch:
         with stack:
             if fork:
                 stack.enter_context(fork_at(model, self.fork_layer))
-                assert self.weights is not None
-                row_weights = torch.cat([torch.zeros_like(self.weights), self.weights])
                 key_mask: Bool[Tensor, "rows2 pos"] = attention.bool().repeat(2, 1)
                 stack.enter_context(
                     ablate_heads(
-                        model, row_weights, self.steering.mode, self.steering.means, key_mask
+                        model, self.row_weights, self.steering.mode, self.steering.means, key_mask
                     )
                 )
             logits, cache = model(
@@ -291,7 +296,7 @@ def generate(
                 f"per-input head weights have {weights.shape[0]} maps for {len(inputs)} inputs"
             )
     stop_ids = stop_token_ids(model, extra_stop_ids) if stop_at_eos else set(extra_stop_ids)
-    generator = sampling.generator("cpu" if sampling.greedy else model.cfg.device)
+    generator = sampling.generator(model.cfg.device)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     n = len(prompts)
     token_ids: list[list[int]] = [[] for _ in range(n)]

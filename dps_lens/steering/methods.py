@@ -74,10 +74,6 @@ class Steering:
     def heads(self) -> list[Head]:
         return HeadMask(self.weights).heads if self.weights is not None else []
 
-    def with_rule(self, **changes: Any) -> Steering:
-        """A copy with some contrast-rule fields changed (``gamma=2.0``, ``beta=0.1``, ...)."""
-        return replace(self, rule=replace(self.rule, **changes))
-
 
 HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
 
