@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install wordnet demo test lint organisms validate clean
+.PHONY: install wordnet chromium browser-assets demo test figures screenshots lint organisms validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP) wordnet
+install: $(STAMP) wordnet chromium
 
 # WordNet for METEOR, offline: Debian's wordnet-base (skipped where it is present or apt is absent;
 # elsewhere use `python -m nltk.downloader wordnet` or set DPS_LENS_WORDNET).
@@ -24,11 +24,39 @@ wordnet:
 		apt-get install -y -qq wordnet-base >/dev/null || echo "warning: could not install wordnet-base; METEOR tests will skip"; \
 	fi
 
+# Chromium draws the static PNG/SVG figures (kaleido) and runs the headless browser tests.
+chromium:
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq chromium >/dev/null || echo "warning: could not install chromium; figures are HTML only, browser tests skip"; \
+	fi
+
+# The Jupyter widget renderer and require.js, so exported notebooks draw their widgets offline.
+BROWSER_ASSETS := .cache/browser
+browser-assets:
+	@if [ ! -e $(BROWSER_ASSETS)/embed-amd.js ] && command -v npm >/dev/null; then \
+		mkdir -p $(BROWSER_ASSETS)/pack && (cd $(BROWSER_ASSETS)/pack && \
+		npm pack --silent @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 >/dev/null && \
+		tar xzf jupyter-widgets-html-manager-1.0.15.tgz package/dist/embed-amd.js && \
+		tar xzf requirejs-2.3.8.tgz package/require.js && \
+		mv package/dist/embed-amd.js package/require.js ..); rm -rf $(BROWSER_ASSETS)/pack; \
+	fi; [ -e $(BROWSER_ASSETS)/embed-amd.js ] || echo "warning: npm unavailable; the widget-export browser test will skip"
+
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens demo
 
-test: $(STAMP) wordnet
+test: $(STAMP) wordnet chromium browser-assets
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Every figure of the organism study (and of the SmolLM2 + LaMP-7 study when ../shared is there),
+# rebuilt only where the saved results changed: figures/<study>/*.html, *.png, *.svg.
+figures: $(STAMP) chromium
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism.toml
+	@if [ -d ../shared/models ]; then HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/smollm2-lamp7.toml; \
+	else echo "../shared not found: skipping figures/smollm2-lamp7.toml"; fi
+
+# What headless Chromium draws in the browser tests, kept in figures/screenshots/ to look at.
+screenshots: $(STAMP) chromium browser-assets
+	DPS_LENS_SCREENSHOTS=figures/screenshots HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 organisms: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-free
@@ -42,4 +70,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check dps_lens tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .cache

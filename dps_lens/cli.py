@@ -229,10 +229,36 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--evaluation-users", type=_positive_int, default=300)
     study.add_argument("--no-progress", action="store_true")
 
+    figures = commands.add_parser(
+        "figures", help="build a study's figures (HTML, PNG, SVG) from its saved results"
+    )
+    figures.add_argument(
+        "--study", type=Path, required=True, help="a STUDY.toml, e.g. figures/organism.toml"
+    )
+    figures.add_argument(
+        "--force", action="store_true", help="rebuild figures whose inputs did not change"
+    )
+    figures.add_argument(
+        "--static", choices=["auto", "yes", "no"], default="auto",
+        help="PNG + SVG export (needs Chromium); auto: when Chromium is found",
+    )  # fmt: skip
+    figures.add_argument("--no-progress", action="store_true")
+
     demo = commands.add_parser("demo", help="the whole workflow on the bundled default, in minutes")
     demo.add_argument("--out", type=Path, default=Path("figures/demo"))
     demo.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from dps_lens.figures import build_study, load_study
+
+    study = load_study(args.study)
+    static = {"auto": None, "yes": True, "no": False}[args.static]
+    built = build_study(study, static=static, force=args.force, progress=not args.no_progress)
+    for figure in built:
+        state = "built" if figure.rebuilt else "unchanged"
+        print(f"{state:9} {figure.name}: {', '.join(str(f) for f in figure.files)}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -482,6 +508,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "organism": cmd_organism,
     "study": cmd_study,
+    "figures": cmd_figures,
     "demo": cmd_demo,
 }
 

@@ -92,6 +92,31 @@ class Encoder:
             "shorten the input, raise --max-length up to the model's context, or use a longer-context model"
         )
 
+    def profile_token_mask(self, example: PreferenceExample, encoded: EncodedExample) -> list[bool]:
+        """True at the tokens of ``encoded`` that spell the profile items it kept.
+
+        Needs a fast tokenizer (character offsets); profile tokens are those overlapping the
+        ``History i:`` lines of the rendered prompt.
+        """
+        kept = list(example.profile)[len(example.profile) - encoded.n_profile_items :]
+        mask = [False] * len(encoded.input_ids)
+        if not kept or not self.template.include_profile:
+            return mask
+        text = self.template.render(example.input, kept, self.tokenizer)
+        body = self.template.body(example.input, kept)
+        start = text.find(body)
+        end = start + len(body) - len(example.input) - 1  # the lines before "\n" + input
+        if start < 0 or not getattr(self.tokenizer, "is_fast", False):
+            raise DpsLensError(
+                "marking profile tokens needs a fast (Rust) tokenizer with character offsets"
+            )
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        shift = encoded.target_start - len(offsets["input_ids"])  # a prepended BOS
+        for i, (first, last) in enumerate(offsets["offset_mapping"]):
+            if first < end and last > start:
+                mask[i + shift] = True
+        return mask
+
     def encode_many(self, examples: Sequence[PreferenceExample]) -> list[EncodedExample]:
         return [self.encode(example) for example in examples]
 

@@ -2,7 +2,13 @@
 
 from dps_lens.evaluation.coherence import output_nll
 from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
-from dps_lens.evaluation.runner import EvalConfig, MethodResult, evaluate_methods, markdown_table
+from dps_lens.evaluation.runner import (
+    EvalConfig,
+    MethodResult,
+    evaluate_methods,
+    markdown_table,
+    table_rows,
+)
 
 __all__ = [
     "Estimate",
@@ -14,5 +20,6 @@ __all__ = [
     "output_nll",
     "per_example",
     "summarize_task",
+    "table_rows",
     "task_of",
 ]

@@ -112,9 +112,10 @@ def cad(alpha: float = 1.0, beta: float | None = None) -> Steering:
     return Steering(name="cad", contrast="profile", rule=ContrastRule(alpha, beta=beta))
 
 
-def random_heads(model: Any, heads: Sequence[Head], seed: int = 0, **dps_args: Any) -> Steering:
-    """DPS with ``len(heads)`` heads drawn (seeded) from the heads not in ``heads``."""
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+def draw_random_heads(
+    heads: Sequence[Head], n_layers: int, n_heads: int, seed: int = 0
+) -> list[Head]:
+    """``len(heads)`` heads drawn (seeded) from those of an ``n_layers × n_heads`` model not in ``heads``."""
     chosen = {tuple(h) for h in heads}
     others = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in chosen]
     if len(others) < len(chosen):
@@ -122,7 +123,12 @@ def random_heads(model: Any, heads: Sequence[Head], seed: int = 0, **dps_args: A
             f"cannot draw {len(chosen)} random heads outside the set: the model has only "
             f"{n_layers * n_heads} heads"
         )
-    drawn = random.Random(seed).sample(others, len(chosen))
+    return random.Random(seed).sample(others, len(chosen))
+
+
+def random_heads(model: Any, heads: Sequence[Head], seed: int = 0, **dps_args: Any) -> Steering:
+    """DPS with ``len(heads)`` heads drawn (seeded) from the heads not in ``heads``."""
+    drawn = draw_random_heads(heads, int(model.cfg.n_layers), int(model.cfg.n_heads), seed)
     return dps(model, drawn, name="random_heads", **dps_args)
 
 

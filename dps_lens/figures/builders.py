@@ -1,0 +1,206 @@
+"""Figure builders: each turns a study's saved results into one figure, recomputing nothing
+but cheap summaries (group means, Jaccard indices); only ``attention`` runs a model forward."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from dps_lens import plots
+from dps_lens.attention_view import AttentionView, attention_view
+from dps_lens.errors import DataFormatError, DpsLensError
+from dps_lens.figures.study import FigureSpec, Study
+from dps_lens.headsets import ranking, split_half_rankings
+from dps_lens.interventions import HeadMask
+from dps_lens.scoring.groups import group_scores
+from dps_lens.scoring.head_scores import HeadScores
+from dps_lens.steering.methods import draw_random_heads
+
+Figure = go.Figure | AttentionView
+Row = dict[str, Any]
+
+
+class Inputs:
+    """Reads a study's inputs once per build."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self._cache: dict[str, Any] = {}
+
+    def path(self, spec: FigureSpec, option: str) -> Path:
+        name = spec.options.get(option)
+        if name not in self.study.inputs:
+            raise DataFormatError(
+                f"figure {spec.name!r}: option `{option}` must name one of the study inputs "
+                f"{sorted(self.study.inputs)}, got {name!r}"
+            )
+        return self.study.inputs[name]
+
+    def _read(self, path: Path, reader: Callable[[Path], Any]) -> Any:
+        if path not in self._cache:
+            if not path.exists():
+                raise DpsLensError(f"input {path} does not exist; run the study's produce step")
+            self._cache[path] = reader(path)
+        return self._cache[path]
+
+    def scores(self, spec: FigureSpec) -> HeadScores:
+        return self._read(self.path(spec, "scores"), HeadScores.load)
+
+    def rows(self, spec: FigureSpec, option: str) -> list[Row]:
+        """Result rows from a sweep JSON (``{"rows": [...]}``) or a results CSV."""
+        return self._read(self.path(spec, option), _read_rows)
+
+
+def _number(value: str) -> Any:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _read_rows(path: Path) -> list[Row]:
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8") as handle:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["rows"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataFormatError(f"{path}: expected a JSON object with `rows` ({exc})") from None
+
+
+def _select(rows: Sequence[Row], where: Mapping[str, Any]) -> list[Row]:
+    """Rows whose every ``where`` key equals the value (a row's None is a baseline: kept)."""
+    return [r for r in rows if all(r.get(k) is None or r.get(k) == v for k, v in where.items())]
+
+
+def _groups(inputs: Inputs, spec: FigureSpec) -> dict[str, HeadScores]:
+    grouped = group_scores(
+        inputs.scores(spec), min_examples=int(spec.options.get("min_examples", 1))
+    )
+    return dict(list(grouped.items())[: int(spec.options.get("max_groups", 12))])
+
+
+def _pcs_heatmap(inputs: Inputs, spec: FigureSpec) -> Figure:
+    return plots.pcs_heatmap(inputs.scores(spec), spec.options.get("title"))
+
+
+def _pcs_grid(inputs: Inputs, spec: FigureSpec) -> Figure:
+    return plots.pcs_grid(_groups(inputs, spec), title=spec.options.get("title", "PCS per user"))
+
+
+def _jaccard_groups(inputs: Inputs, spec: FigureSpec) -> Figure:
+    k = int(spec.options.get("k", 3))
+    sets = {name: ranking(s)[:k] for name, s in _groups(inputs, spec).items()}
+    return plots.jaccard_heatmap(
+        sets, spec.options.get("title", f"Jaccard of users' top-{k} heads")
+    )
+
+
+def _stability(inputs: Inputs, spec: FigureSpec) -> Figure:
+    ks = spec.options.get("ks", [1, 2, 3, 5, 10])
+    scores = inputs.scores(spec)
+    families: dict[str, list[Any]] = {
+        "split halves": split_half_rankings(scores, int(spec.options.get("n_splits", 20)))
+    }
+    users = [ranking(s) for s in _groups(inputs, spec).values()]
+    if len(users) >= 2:
+        families["between users"] = [users]
+    return plots.overlap_vs_k(families, ks, spec.options.get("title", "Stability of the top-K set"))
+
+
+def _jaccard_across_k(inputs: Inputs, spec: FigureSpec) -> Figure:
+    first, second = split_half_rankings(inputs.scores(spec), n_splits=1)[0]
+    return plots.jaccard_across_k(
+        first,
+        second,
+        spec.options.get("ks", [1, 2, 3, 5, 10]),
+        names=("half 1", "half 2"),
+        title=spec.options.get("title", "Top-K sets of two halves of the examples"),
+    )
+
+
+def _sweep(inputs: Inputs, spec: FigureSpec, name: str) -> list[Row]:
+    return [r for r in inputs.rows(spec, "sweep") if r.get("sweep") == name]
+
+
+def _gamma_sweep(inputs: Inputs, spec: FigureSpec) -> Figure:
+    metric = spec.options.get("metric", "personalization")
+    return plots.gamma_sweep(_sweep(inputs, spec, "gamma"), metric, title=spec.options.get("title"))
+
+
+def _k_sweep(inputs: Inputs, spec: FigureSpec) -> Figure:
+    metric = spec.options.get("metric", "personalization")
+    return plots.k_sweep(_sweep(inputs, spec, "k"), metric, title=spec.options.get("title"))
+
+
+def _method_comparison(inputs: Inputs, spec: FigureSpec) -> Figure:
+    rows = _select(inputs.rows(spec, "results"), spec.options.get("select", {}))
+    if not rows:
+        raise DpsLensError(
+            f"figure {spec.name!r}: no result rows match {spec.options.get('select')}"
+        )
+    return plots.method_comparison(rows, spec.options["metric"], title=spec.options.get("title"))
+
+
+def _head_masks(inputs: Inputs, spec: FigureSpec) -> Figure:
+    scores, k = inputs.scores(spec), int(spec.options.get("k", 3))
+    top = ranking(scores)[:k]
+    drawn = draw_random_heads(
+        top, scores.n_layers, scores.n_heads, int(spec.options.get("seed", 0))
+    )
+    maps = {
+        f"top-{k} heads (PCS)": HeadMask.from_heads(top, scores.n_layers, scores.n_heads).weights,
+        f"{k} random heads": HeadMask.from_heads(drawn, scores.n_layers, scores.n_heads).weights,
+    }
+    labels = {}
+    if "sweep" in spec.options:
+        metric = spec.options.get("metric", "personalization")
+        rows = {r["method"]: r for r in _sweep(inputs, spec, "k") if r.get("k") == k}
+        for panel, method in zip(maps, ("dps", "random_heads"), strict=True):
+            if method in rows:
+                labels[panel] = f"{metric} {rows[method][metric]:.3f}"
+    return plots.head_mask_maps(maps, labels, spec.options.get("title", "Masked heads"))
+
+
+def _attention(inputs: Inputs, spec: FigureSpec) -> Figure:
+    from dps_lens.data.loaders import load_examples
+    from dps_lens.models import load_model
+    from dps_lens.organism.world import World
+
+    scores = inputs.scores(spec)
+    if "examples" in spec.options:
+        examples = load_examples(inputs.path(spec, "examples"))
+    else:
+        examples = World().split_examples(
+            spec.options.get("world_split", "evaluation"), 4, queries_per_user=1
+        )
+    example = examples[int(spec.options.get("example", 0))]
+    model = load_model(spec.options.get("model", scores.model_id), device="cpu")
+    return attention_view(
+        model,
+        example,
+        ranking(scores)[: int(spec.options.get("k", 3))],
+        template=spec.options.get("template", scores.config.get("template", "history")),
+        max_length=spec.options.get("max_length", scores.config.get("max_length")),
+        scores=scores,
+    )
+
+
+VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only
+BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
+    "pcs_heatmap": _pcs_heatmap,
+    "pcs_grid": _pcs_grid,
+    "jaccard_groups": _jaccard_groups,
+    "stability": _stability,
+    "jaccard_across_k": _jaccard_across_k,
+    "gamma_sweep": _gamma_sweep,
+    "k_sweep": _k_sweep,
+    "method_comparison": _method_comparison,
+    "head_masks": _head_masks,
+    "attention": _attention,
+}

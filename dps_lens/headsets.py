@@ -1,0 +1,65 @@
+"""Head sets and their overlap: top-K sets per group, Jaccard indices, split-half stability."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from dps_lens.errors import DpsLensError
+from dps_lens.interventions import Head
+from dps_lens.scoring.head_scores import HeadScores
+
+
+def jaccard(a: Sequence[Head], b: Sequence[Head]) -> float:
+    """|A ∩ B| / |A ∪ B| of two head sets (1.0 for two empty sets)."""
+    first, second = set(map(tuple, a)), set(map(tuple, b))
+    union = first | second
+    return len(first & second) / len(union) if union else 1.0
+
+
+def pairwise_jaccard(sets: Mapping[str, Sequence[Head]]) -> np.ndarray:
+    """``[n, n]`` matrix of Jaccard indices between every pair of named head sets."""
+    values = list(sets.values())
+    return np.array([[jaccard(a, b) for b in values] for a in values])
+
+
+def mean_pairwise_jaccard(sets: Sequence[Sequence[Head]]) -> float:
+    """Mean Jaccard index over distinct pairs (NaN with fewer than two sets)."""
+    pairs = [jaccard(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+    return float(np.mean(pairs)) if pairs else float("nan")
+
+
+def ranking(scores: HeadScores) -> list[Head]:
+    """Every scored head, highest mean PCS first."""
+    return _rank(scores.mean)
+
+
+def top_k_sets(rankings: Mapping[str, Sequence[Head]], k: int) -> dict[str, list[Head]]:
+    """The first ``k`` heads of each named ranking."""
+    if k <= 0:
+        raise DpsLensError(f"k must be positive, got {k}")
+    return {name: list(heads[:k]) for name, heads in rankings.items()}
+
+
+def split_half_rankings(
+    scores: HeadScores, n_splits: int = 20, seed: int = 0
+) -> list[tuple[list[Head], list[Head]]]:
+    """Rankings from random halves of the examples, in pairs: how stable is the top-K set?"""
+    n = scores.n_examples
+    if n < 2:
+        raise DpsLensError(f"split-half stability needs at least 2 scored examples, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    pairs = []
+    for _ in range(n_splits):
+        order = torch.randperm(n, generator=generator)
+        halves = order[: n // 2], order[n // 2 :]
+        pairs.append(tuple(_rank(scores.per_example[half].nanmean(0)) for half in halves))
+    return pairs
+
+
+def _rank(mean: torch.Tensor) -> list[Head]:
+    n_heads = mean.shape[1]
+    order = torch.argsort(mean.flatten().nan_to_num(float("-inf")), descending=True)
+    return [divmod(int(i), n_heads) for i in order if not torch.isnan(mean.flatten()[i])]

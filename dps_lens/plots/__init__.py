@@ -1,0 +1,21 @@
+"""Plotly figures; every function returns a ``go.Figure`` in one print-ready style."""
+
+from dps_lens.plots.heads import head_mask_maps, pcs_grid, pcs_heatmap
+from dps_lens.plots.sets import jaccard_across_k, jaccard_heatmap, overlap_vs_k
+from dps_lens.plots.style import styled, write_html
+from dps_lens.plots.sweeps import gamma_sweep, k_sweep, method_comparison, metric_curve
+
+__all__ = [
+    "gamma_sweep",
+    "head_mask_maps",
+    "jaccard_across_k",
+    "jaccard_heatmap",
+    "k_sweep",
+    "method_comparison",
+    "metric_curve",
+    "overlap_vs_k",
+    "pcs_grid",
+    "pcs_heatmap",
+    "styled",
+    "write_html",
+]
