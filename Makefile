@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,clusters]"
 	touch $(STAMP)
 
 install: $(STAMP) wordnet chromium
@@ -51,8 +51,11 @@ test: $(STAMP) wordnet chromium browser-assets
 # rebuilt only where the saved results changed: figures/<study>/*.html, *.png, *.svg.
 figures: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism.toml
-	@if [ -d ../shared/models ]; then HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/smollm2-lamp7.toml; \
-	else echo "../shared not found: skipping figures/smollm2-lamp7.toml"; fi
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism-clusters.toml
+	@if [ -d ../shared/models ]; then \
+		HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/smollm2-lamp7.toml && \
+		HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/smollm2-lamp-clusters.toml; \
+	else echo "../shared not found: skipping the SmolLM2 studies"; fi
 
 # What headless Chromium draws in the browser tests, kept in figures/screenshots/ to look at.
 screenshots: $(STAMP) chromium browser-assets
@@ -61,6 +64,7 @@ screenshots: $(STAMP) chromium browser-assets
 organisms: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-free
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-planted
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism train --name organism-groups
 
 validate: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-planted --out runs/validate/planted

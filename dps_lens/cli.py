@@ -6,6 +6,7 @@ Input problems exit with status 2 and a one-line ``error:`` message naming the f
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -95,6 +96,16 @@ def _add_steering_args(parser: argparse.ArgumentParser) -> None:
         "--stop", action="append", default=[], help="a token that ends the output (repeatable)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--routing", default=None, choices=["hard", "soft"],
+        help="cluster DPS: route each profile to the clusters of --heads (from discover --by "
+        "cluster), nearest centroid (hard) or softmax(-distance/tau) (soft)",
+    )  # fmt: skip
+    parser.add_argument("--tau", type=float, default=1.0, help="soft routing temperature")
+    parser.add_argument("--encoder", default=None, help="profile encoder (default: the clusters')")
+
+
+CLUSTER_METHODS = ("cluster_dps_hard", "cluster_dps_soft")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", default="exact", choices=SCAN_METHODS,
         help="exact ablation (default), attribution (gradient estimate), hybrid (attribution, "
         "then exact on the top --hybrid-top), activation-patching (profile vs no-profile)",
+    )  # fmt: skip
+    discover.add_argument(
+        "--by", default="global", choices=["global", "user", "cluster"],
+        help="also score per user (users with >= --min-examples) or per k-means cluster of "
+        "profile embeddings; one scan, groups averaged from its per-example scores",
+    )  # fmt: skip
+    discover.add_argument("--min-examples", type=_positive_int, default=2, help="--by user")
+    discover.add_argument(
+        "--clusters", default="auto", help="--by cluster: k, or auto = round(users / 100), >= 1"
+    )
+    discover.add_argument(
+        "--encoder", default="minilm",
+        help="profile encoder: minilm (all-MiniLM-L6-v2, offline) or a sentence-transformers name/path",
     )  # fmt: skip
     discover.add_argument("--ig-steps", type=int, default=0, help="attribution: IG steps")
     discover.add_argument("--hybrid-top", type=_positive_int, default=20)
@@ -178,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--users", type=_positive_int, default=40)
     data.add_argument("--queries-per-user", type=_positive_int, default=2)
     data.add_argument("--seed", type=int, default=0, help="world seed")
+    data.add_argument(
+        "--grouped", action="store_true", help="the two-group world of organism-groups"
+    )
     data.add_argument("--out", type=Path, required=True)
     validate = organism_commands.add_parser(
         "validate", help="ground-truth report: PCS precision and personalization rates"
@@ -198,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", help="examples file (prompts built with --template)")
     steer.add_argument("--format", default="auto", choices=FORMATS)
     steer.add_argument("--n", type=_positive_int, default=None, help="number of examples")
-    steer.add_argument("--method", default="dps", choices=METHODS)
+    steer.add_argument("--method", default="dps", choices=METHODS + CLUSTER_METHODS)
     _add_steering_args(steer)
     steer.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     steer.add_argument("--top-p", type=float, default=1.0)
@@ -213,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", default="auto", choices=FORMATS)
     evaluate.add_argument(
         "--methods", default="plain,cad,dps,dps_shared_prefill,random_heads",
-        help=f"comma-separated, from: {', '.join(METHODS)}",
+        help=f"comma-separated, from: {', '.join(METHODS + CLUSTER_METHODS)}",
     )  # fmt: skip
     _add_split_args(evaluate, default="evaluation")
     evaluate.add_argument("--n", type=_positive_int, default=None, help="examples to evaluate")
@@ -223,8 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
 
     study = commands.add_parser("study", help="run a packaged study and write its tables")
-    study.add_argument("name", choices=["organism-steering"])
-    study.add_argument("--model", default="organism-planted", choices=BUNDLED_ORGANISMS)
+    study.add_argument(
+        "name", choices=["organism-steering", "organism-clusters"],
+        help="organism-steering: γ and K sweeps; organism-clusters: global vs cluster-routed DPS",
+    )  # fmt: skip
+    study.add_argument(
+        "--model", default=None, choices=BUNDLED_ORGANISMS,
+        help="default: organism-planted (steering), organism-groups (clusters)",
+    )  # fmt: skip
     study.add_argument("--out", type=Path, default=None, help="default runs/study-<model>")
     study.add_argument("--evaluation-users", type=_positive_int, default=300)
     study.add_argument("--no-progress", action="store_true")
@@ -316,6 +349,34 @@ def cmd_discover(args: argparse.Namespace) -> None:
         f"in {time.perf_counter() - started:.1f} s -> {args.out}"
     )
     print(format_top_heads(scores, k))
+    if args.by != "global":
+        _discover_groups(args, scores, examples, k)
+
+
+def _discover_groups(args: argparse.Namespace, scores, examples, k: int) -> None:
+    """Per-user or per-cluster scores from the scan just saved (no further forward passes)."""
+    from dps_lens.clusters import embed_users, encoder_named, fit_clusters
+    from dps_lens.clusters.groups_io import save_groups
+    from dps_lens.scoring.groups import group_scores
+
+    if args.by == "user":
+        groups = group_scores(scores, min_examples=args.min_examples)
+        save_groups(groups, args.out / "users", k)
+        print(f"{len(groups)} users with >= {args.min_examples} examples -> {args.out / 'users'}")
+        return
+    user_ids, vectors = embed_users(examples, encoder_named(args.encoder))
+    n_clusters = None if args.clusters == "auto" else _int_option("--clusters", args.clusters)
+    clusters = fit_clusters(user_ids, vectors, n_clusters, seed=args.seed, encoder=args.encoder)
+    clusters.save(args.out)
+    save_groups(group_scores(scores, clusters.assignment()), args.out / "clusters", k)
+    print(f"{clusters.k} clusters of sizes {clusters.sizes()} users -> {args.out / 'clusters'}")
+
+
+def _int_option(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DpsLensError(f"{flag} takes an integer or auto, got {value!r}") from None
 
 
 def format_top_heads(scores, k: int) -> str:
@@ -342,7 +403,26 @@ def _steering_inputs(args: argparse.Namespace, model, examples, methods: Sequenc
     return heads, means, _stop_ids(model, args.stop)
 
 
-def _steering(args: argparse.Namespace, model, method: str, heads, means):
+def _cluster_steering(args: argparse.Namespace, model, method: str, examples, dps_args):
+    """Cluster DPS: each example's head weights routed from its profile (needs --data)."""
+    from dps_lens.clusters import UserClusters, cluster_dps, cluster_head_maps, encoder_named
+    from dps_lens.clusters.groups_io import load_groups
+
+    if args.heads is None or not examples:
+        raise DpsLensError(f"{method} needs --heads DIR from `discover --by cluster` and --data")
+    directory = args.heads if args.heads.is_dir() else args.heads.parent
+    clusters = UserClusters.load(directory)
+    groups = load_groups(directory / "clusters")
+    k = args.k or json.loads((directory / "top_k.json").read_text())["k"]
+    maps = cluster_head_maps(groups, clusters, k)
+    encoder = encoder_named(args.encoder or clusters.encoder)
+    routing = method.removeprefix("cluster_dps_")
+    return cluster_dps(
+        model, examples, encoder, clusters, maps, routing, args.tau, gamma=args.gamma, **dps_args
+    )
+
+
+def _steering(args: argparse.Namespace, model, method: str, heads, means, examples=None):
     """The ``Steering`` of ``method`` from the shared steering arguments."""
     from dps_lens.steering.methods import build
 
@@ -355,6 +435,8 @@ def _steering(args: argparse.Namespace, model, method: str, heads, means):
             masked_run=args.masked_run,
             means=means,
         )
+    if method in CLUSTER_METHODS:
+        return _cluster_steering(args, model, method, examples, dps_args)
     return build(method, model, heads, gamma=args.gamma, seed=args.seed, **dps_args)
 
 
@@ -380,8 +462,9 @@ def cmd_steer(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     examples = _examples(args) if args.data else None
     inputs = examples or args.prompt
-    heads, means, stop = _steering_inputs(args, model, examples, [args.method])
-    steering = _steering(args, model, args.method, heads, means)
+    method = f"cluster_dps_{args.routing}" if args.routing else args.method
+    heads, means, stop = _steering_inputs(args, model, examples, [method])
+    steering = _steering(args, model, method, heads, means, examples)
     sampling = Sampling(args.temperature, args.top_p, args.seed)
     options = dict(
         max_new_tokens=args.max_new_tokens,
@@ -414,7 +497,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     names = [name.strip() for name in args.methods.split(",") if name.strip()]
     heads, means, stop = _steering_inputs(args, model, examples, names)
-    methods = {name: _steering(args, model, name, heads, means) for name in names}
+    methods = {name: _steering(args, model, name, heads, means, examples) for name in names}
     config = EvalConfig(
         task=args.task,
         max_new_tokens=args.max_new_tokens,
@@ -461,7 +544,7 @@ def cmd_organism(args: argparse.Namespace) -> None:
         from dps_lens.data import write_jsonl
         from dps_lens.organism.world import World, WorldConfig
 
-        examples = World(WorldConfig(seed=args.seed)).split_examples(
+        examples = World(WorldConfig(seed=args.seed, grouped=args.grouped)).split_examples(
             args.split, args.users, queries_per_user=args.queries_per_user
         )
         write_jsonl(args.out, examples)
@@ -483,11 +566,17 @@ def cmd_organism(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from dps_lens.studies.organism_steering import run_study
+    if args.name == "organism-clusters":
+        from dps_lens.studies.organism_clusters import run_cluster_study as run
+    else:
+        from dps_lens.studies.organism_steering import run_study as run
 
-    out = args.out or Path("runs") / f"study-{args.model}"
-    report = run_study(
-        args.model, out, n_evaluation_users=args.evaluation_users, progress=not args.no_progress
+    model = args.model or (
+        "organism-groups" if args.name == "organism-clusters" else "organism-planted"
+    )
+    out = args.out or Path("runs") / f"study-{model}"
+    report = run(
+        model, out, n_evaluation_users=args.evaluation_users, progress=not args.no_progress
     )
     print(report["markdown"])
     print(f"done in {report['seconds']} s -> {out}")

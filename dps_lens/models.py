@@ -2,7 +2,7 @@
 
 A model spec is one of:
 
-* a bundled name: ``organism-free`` and ``organism-planted`` (small LMs trained on the
+* a bundled name: ``organism-free``, ``organism-planted`` and ``organism-groups`` (small LMs trained on the
   personalization world, shipped inside the package; see ``dps_lens.organism``), or
   ``tiny-gpt2`` / ``tiny-llama`` (seeded random models for tests);
 * a local HF directory (``config.json`` plus safetensors or ``.bin`` weights and tokenizer files);
@@ -30,7 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from dps_lens.errors import ModelLoadError
 from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 
-BUNDLED_ORGANISMS = ("organism-free", "organism-planted")
+BUNDLED_ORGANISMS = ("organism-free", "organism-planted", "organism-groups")
 
 
 def organism_weights_dir(name: str) -> Path:

@@ -230,3 +230,58 @@ def test_shipped_studies_parse() -> None:
     assert organism.out == root / "organism" and not organism.missing_requirements()
     lamp = load_study(root / "smollm2-lamp7.toml")
     assert {s.kind for s in lamp.figures} >= {"pcs_heatmap", "method_comparison", "attention"}
+    clusters = load_study(root / "organism-clusters.toml")
+    assert any(s.options.get("groups") == "clusters" for s in clusters.figures)
+    assert load_study(root / "smollm2-lamp-clusters.toml").produce
+
+
+def test_saved_groups_and_single_sweep_files(tmp_path: Path) -> None:
+    from dps_lens.clusters.groups_io import save_groups
+
+    torch.manual_seed(1)
+
+    def make(n: int) -> HeadScores:
+        ids = [f"{i}:u{i}" for i in range(n)]
+        return HeadScores(torch.randn(n, 3, 4), torch.zeros(n), "m", "h", ids, {"n_bootstrap": 10})
+
+    make(6).save(tmp_path / "scores")
+    save_groups({"c0": make(3), "c1": make(4), "tiny": make(1)}, tmp_path / "groups", k=2)
+    rows = [
+        {"method": "plain", "k": None},
+        *({"method": m, "k": k} for m in ("a", "b") for k in (1, 2)),
+    ]
+    for row in rows:
+        row.update(personalization=0.5, personalization_low=0.4, personalization_high=0.6)
+    (tmp_path / "report.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "study.toml").write_text("""
+name = "g"
+[inputs]
+scores = "scores"
+groups = "groups"
+report = "report.json"
+[[figure]]
+kind = "pcs_grid"
+scores = "scores"
+groups = "groups"
+min_examples = 2
+[[figure]]
+kind = "jaccard_groups"
+scores = "scores"
+groups = "groups"
+[[figure]]
+kind = "stability"
+scores = "scores"
+groups = "groups"
+[[figure]]
+kind = "k_sweep"
+sweep = "report"
+""")
+    from dps_lens.figures.builders import BUILDERS, Inputs
+
+    study = load_study(tmp_path / "study.toml")
+    inputs = Inputs(study)
+    grid, jaccard, stability, sweep = (BUILDERS[s.kind](inputs, s) for s in study.figures)
+    assert len(grid.data) == 2  # "tiny" has 1 example < min_examples
+    assert list(jaccard.data[0].x) == ["c0", "c1", "tiny"]
+    assert [t.name for t in stability.data] == ["split halves", "between clusters"]
+    assert [t.name for t in sweep.data if t.mode == "lines+markers"] == ["a", "b"]

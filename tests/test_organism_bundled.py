@@ -39,7 +39,7 @@ def test_bundled_organisms_load_offline_with_their_card(name):
         card["name"] == name
         and card["personalization"]["full"] > card["personalization"]["no_profile"]
     )
-    assert (len(designated_heads(model)) > 0) == (name == "organism-planted")
+    assert (len(designated_heads(model)) > 0) == (name != "organism-free")
     assert int(model.cfg.n_layers) * int(model.cfg.n_heads) >= 8
 
 

@@ -18,7 +18,7 @@ from dps_lens.organism.planted import (
     profile_key_mask,
 )
 from dps_lens.organism.train import ORGANISMS, _planted_training_masks, word_level_tokenizer
-from dps_lens.organism.world import TOPICS, World
+from dps_lens.organism.world import TOPICS, World, WorldConfig
 from dps_lens.tiny import hf_model
 
 CONFIG = ORGANISMS["organism-planted"]
@@ -117,10 +117,10 @@ def test_span_tracker_follows_cached_continuations(random_planted):
     _, model = random_planted
     spec = model.planted_spec
     tokens = _batch(model, World().split_examples("evaluation", 2, queries_per_user=1)).tokens
-    one_shot = _SpanTracker(spec, spec.allowed(3, 4))
+    one_shot = _SpanTracker(spec, 3, 4)
     one_shot.record(tokens)
     expected = one_shot.profile_keys(tokens.shape[1]).clone()
-    stepwise = _SpanTracker(spec, spec.allowed(3, 4))
+    stepwise = _SpanTracker(spec, 3, 4)
     cut = 5
     stepwise.record(tokens[:, :cut])
     stepwise.profile_keys(cut)
@@ -132,3 +132,45 @@ def test_span_tracker_follows_cached_continuations(random_planted):
 
 def test_card_without_planted_entry_means_no_constraint():
     assert planted_spec_from_card({"name": "x"}, None) is None
+
+
+GROUPS = ORGANISMS["organism-groups"]
+
+
+@pytest.fixture(scope="module")
+def random_grouped(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("random-grouped")
+    tokenizer = word_level_tokenizer(World(GROUPS.world).vocabulary())
+    torch.manual_seed(0)
+    hf = hf_model(GROUPS.architecture, len(tokenizer)).eval()
+    hf.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    card = {"name": "random-grouped", "planted": {**CARD["planted"], "heads": [list(h) for h in GROUPS.planted_heads],
+            "group_heads": [list(h) for h in GROUPS.group_heads], "group_marker": "lol"}}  # fmt: skip
+    atomic_write_json(directory / "model_card.json", card)
+    return hf, load_model(str(directory), device="cpu")
+
+
+def test_grouped_constraint_picks_each_sequences_heads(random_grouped):
+    hf, model = random_grouped
+    spec = model.planted_spec
+    examples = World(WorldConfig(grouped=True)).split_examples("evaluation", 8, queries_per_user=1)
+    assert {e.meta["group"] for e in examples} == {0, 1}
+    batch = _batch(model, examples)
+    groups = spec.groups(batch.tokens)
+    assert groups.tolist() == [e.meta["group"] == 1 for e in examples]
+    with torch.no_grad(), _planted_training_masks(hf, spec) as state:
+        state["masks"] = layer_attention_masks(batch.tokens, spec, 3, 4)
+        trained_view = hf(batch.tokens).logits
+    bridge_view = model(batch.tokens, return_type="logits")
+    assert (trained_view - bridge_view).abs().max() < 1e-5
+    keys, _, _ = profile_key_mask(batch.tokens, spec)
+    _, cache = model.run_with_cache(batch.tokens)
+    for row, in_group in enumerate(groups.tolist()):
+        readers = set(GROUPS.group_heads if in_group else GROUPS.planted_heads)
+        for layer in range(3):
+            mass = cache[f"blocks.{layer}.attn.hook_pattern"][row][..., keys[row]].sum(-1).amax(-1)
+            for head in range(4):
+                if (layer, head) not in readers:
+                    assert float(mass[head]) < 1e-6
+    assert set(designated_heads(model)) == set(GROUPS.planted_heads) | set(GROUPS.group_heads)

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from dps_lens import plots
 from dps_lens.attention_view import AttentionView, attention_view
+from dps_lens.clusters.groups_io import load_groups
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.figures.study import FigureSpec, Study
 from dps_lens.headsets import ranking, split_half_rankings
@@ -41,7 +42,7 @@ class Inputs:
             )
         return self.study.inputs[name]
 
-    def _read(self, path: Path, reader: Callable[[Path], Any]) -> Any:
+    def read(self, path: Path, reader: Callable[[Path], Any]) -> Any:
         if path not in self._cache:
             if not path.exists():
                 raise DpsLensError(f"input {path} does not exist; run the study's produce step")
@@ -49,11 +50,11 @@ class Inputs:
         return self._cache[path]
 
     def scores(self, spec: FigureSpec) -> HeadScores:
-        return self._read(self.path(spec, "scores"), HeadScores.load)
+        return self.read(self.path(spec, "scores"), HeadScores.load)
 
     def rows(self, spec: FigureSpec, option: str) -> list[Row]:
         """Result rows from a sweep JSON (``{"rows": [...]}``) or a results CSV."""
-        return self._read(self.path(spec, option), _read_rows)
+        return self.read(self.path(spec, option), _read_rows)
 
 
 def _number(value: str) -> Any:
@@ -79,9 +80,14 @@ def _select(rows: Sequence[Row], where: Mapping[str, Any]) -> list[Row]:
 
 
 def _groups(inputs: Inputs, spec: FigureSpec) -> dict[str, HeadScores]:
-    grouped = group_scores(
-        inputs.scores(spec), min_examples=int(spec.options.get("min_examples", 1))
-    )
+    """Saved groups (option ``groups``: a `discover --by user|cluster` folder), else the scan's
+    users (option ``scores``) with at least ``min_examples`` examples; at most ``max_groups``."""
+    minimum = int(spec.options.get("min_examples", 1))
+    if "groups" in spec.options:
+        saved = inputs.read(inputs.path(spec, "groups"), load_groups)
+        grouped = {name: s for name, s in saved.items() if s.n_examples >= minimum}
+    else:
+        grouped = group_scores(inputs.scores(spec), min_examples=minimum)
     return dict(list(grouped.items())[: int(spec.options.get("max_groups", 12))])
 
 
@@ -90,7 +96,11 @@ def _pcs_heatmap(inputs: Inputs, spec: FigureSpec) -> Figure:
 
 
 def _pcs_grid(inputs: Inputs, spec: FigureSpec) -> Figure:
-    return plots.pcs_grid(_groups(inputs, spec), title=spec.options.get("title", "PCS per user"))
+    return plots.pcs_grid(
+        _groups(inputs, spec),
+        columns=int(spec.options.get("columns", 4)),
+        title=spec.options.get("title", "PCS per user"),
+    )
 
 
 def _jaccard_groups(inputs: Inputs, spec: FigureSpec) -> Figure:
@@ -103,13 +113,14 @@ def _jaccard_groups(inputs: Inputs, spec: FigureSpec) -> Figure:
 
 def _stability(inputs: Inputs, spec: FigureSpec) -> Figure:
     ks = spec.options.get("ks", [1, 2, 3, 5, 10])
+    name = "between clusters" if "groups" in spec.options else "between users"
     scores = inputs.scores(spec)
     families: dict[str, list[Any]] = {
         "split halves": split_half_rankings(scores, int(spec.options.get("n_splits", 20)))
     }
     users = [ranking(s) for s in _groups(inputs, spec).values()]
     if len(users) >= 2:
-        families["between users"] = [users]
+        families[name] = [users]
     return plots.overlap_vs_k(families, ks, spec.options.get("title", "Stability of the top-K set"))
 
 
@@ -125,7 +136,8 @@ def _jaccard_across_k(inputs: Inputs, spec: FigureSpec) -> Figure:
 
 
 def _sweep(inputs: Inputs, spec: FigureSpec, name: str) -> list[Row]:
-    return [r for r in inputs.rows(spec, "sweep") if r.get("sweep") == name]
+    """Rows of one sweep of a study file; files holding a single sweep carry no ``sweep`` key."""
+    return [r for r in inputs.rows(spec, "sweep") if r.get("sweep", name) == name]
 
 
 def _gamma_sweep(inputs: Inputs, spec: FigureSpec) -> Figure:

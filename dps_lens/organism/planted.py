@@ -24,17 +24,42 @@ from dps_lens.interventions import Head, check_head
 
 @dataclass(frozen=True)
 class PlantedSpec:
-    """Designated heads and the token ids that open and close the profile span."""
+    """Designated heads and the token ids that open and close the profile span.
+
+    With ``marker_id``, sequences containing that token form group 1, whose profile only
+    ``group_heads`` may read; the other sequences (group 0) use ``heads``.
+    """
 
     heads: tuple[Head, ...]
     open_id: int
     close_id: int
+    group_heads: tuple[Head, ...] = ()
+    marker_id: int | None = None
 
-    def allowed(self, n_layers: int, n_heads: int) -> Bool[Tensor, "n_layers n_heads"]:
+    @property
+    def all_heads(self) -> tuple[Head, ...]:
+        return tuple(sorted({*self.heads, *self.group_heads}))
+
+    def allowed(
+        self, n_layers: int, n_heads: int, group: int = 0
+    ) -> Bool[Tensor, "n_layers n_heads"]:
         grid = torch.zeros(n_layers, n_heads, dtype=torch.bool)
-        for layer, head in self.heads:
+        for layer, head in self.group_heads if group == 1 else self.heads:
             grid[layer, head] = True
         return grid
+
+    def groups(self, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor, " batch"]:
+        """True for the sequences of group 1 (those containing the marker token)."""
+        if self.marker_id is None:
+            return torch.zeros(tokens.shape[0], dtype=torch.bool)
+        return (tokens == self.marker_id).any(1).cpu()
+
+    def allowed_rows(
+        self, groups: Bool[Tensor, " batch"], n_layers: int, n_heads: int
+    ) -> Bool[Tensor, "batch n_layers n_heads"]:
+        """Each sequence's allowed heads, from its group."""
+        first, second = self.allowed(n_layers, n_heads, 0), self.allowed(n_layers, n_heads, 1)
+        return torch.where(groups[:, None, None], second, first)
 
 
 def profile_key_mask(
@@ -65,9 +90,9 @@ def layer_attention_masks(
     n = tokens.shape[1]
     causal = torch.ones(n, n, dtype=torch.bool).tril()
     keys, _, _ = profile_key_mask(tokens, spec)
-    allowed = spec.allowed(n_layers, n_heads)
+    allowed = spec.allowed_rows(spec.groups(tokens), n_layers, n_heads)
     return [
-        causal[None, None] & (allowed[layer][None, :, None, None] | ~keys[:, None, None, :])
+        causal[None, None] & (allowed[:, layer, :, None, None] | ~keys[:, None, None, :])
         for layer in range(n_layers)
     ]
 
@@ -77,8 +102,11 @@ class _SpanTracker:
     """Profile-key mask of the sequences in flight; extended on KV-cached continuation steps."""
 
     spec: PlantedSpec
-    allowed_grid: Bool[Tensor, "n_layers n_heads"]
+    n_layers: int
+    n_heads: int
     pending: Int[Tensor, "batch new"] | None = None
+    in_group: Bool[Tensor, " batch"] | None = None  # group 1 sequences in flight
+    allowed: Bool[Tensor, "batch n_layers n_heads"] | None = None  # their allowed heads
     keys: Bool[Tensor, "batch pos"] | None = None
     opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
     closed: Int[Tensor, " batch"] | None = None
@@ -101,6 +129,11 @@ class _SpanTracker:
                 tokens, self.spec, None if fresh else self.opened, None if fresh else self.closed
             )
             self.keys = new_keys if fresh else torch.cat([self.keys, new_keys], dim=1)
+            groups = self.spec.groups(tokens)
+            if not fresh and self.in_group is not None:
+                groups |= self.in_group
+            self.in_group = groups
+            self.allowed = self.spec.allowed_rows(groups, self.n_layers, self.n_heads)
         if self.keys is None or self.keys.shape[1] != n_keys:
             raise DpsLensError(
                 "planted organism: no token record for this forward (the embedding was skipped); "
@@ -110,13 +143,14 @@ class _SpanTracker:
 
     def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: Any) -> Tensor:
         layer = int(hook.name.split(".")[1])
-        blocked_heads = ~self.allowed_grid[layer].to(pattern.device)
-        if not blocked_heads.any():
-            return pattern
         keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
+        blocked = ~self.allowed[:, layer].to(pattern.device)  # [batch, head]
+        if not blocked.any():
+            return pattern
         if keys.shape[0] != pattern.shape[0]:  # a batch forked for steering: copies of the rows
-            keys = keys.repeat(pattern.shape[0] // keys.shape[0], 1)
-        drop = blocked_heads[None, :, None, None] & keys[:, None, None, :]
+            copies = pattern.shape[0] // keys.shape[0]
+            keys, blocked = keys.repeat(copies, 1), blocked.repeat(copies, 1)
+        drop = blocked[:, :, None, None] & keys[:, None, None, :]
         kept = pattern.masked_fill(drop, 0.0)
         return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
 
@@ -124,9 +158,9 @@ class _SpanTracker:
 def install_planted_constraint(model: Any, spec: PlantedSpec) -> None:
     """Add the constraint to ``model`` as permanent hooks (kept by ``model.reset_hooks()``)."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    for layer, head in spec.heads:
+    for layer, head in spec.all_heads:
         check_head(layer, head, n_layers, n_heads)
-    tracker = _SpanTracker(spec, spec.allowed(n_layers, n_heads))
+    tracker = _SpanTracker(spec, n_layers, n_heads)
     model.add_hook("embed.hook_in", tracker.record, is_permanent=True)
     for layer in range(n_layers):
         model.add_hook(f"blocks.{layer}.attn.hook_pattern", tracker.mask_pattern, is_permanent=True)
@@ -139,12 +173,25 @@ def planted_spec_from_card(card: dict[str, Any], tokenizer: Any) -> PlantedSpec 
     if not planted:
         return None
     ids = tokenizer.convert_tokens_to_ids([planted["open_token"], planted["close_token"]])
+    marker = planted.get("group_marker")
     return PlantedSpec(
-        tuple((int(l), int(h)) for l, h in planted["heads"]), int(ids[0]), int(ids[1])
+        tuple((int(l), int(h)) for l, h in planted["heads"]),
+        int(ids[0]),
+        int(ids[1]),
+        group_heads=tuple((int(l), int(h)) for l, h in planted.get("group_heads", [])),
+        marker_id=int(tokenizer.convert_tokens_to_ids(marker)) if marker else None,
     )
 
 
 def designated_heads(model: Any) -> Sequence[Head]:
-    """The planted heads of a loaded organism (empty for any other model)."""
+    """The planted heads of a loaded organism, of every group (empty for any other model)."""
     spec = getattr(model, "planted_spec", None)
-    return spec.heads if spec is not None else ()
+    return spec.all_heads if spec is not None else ()
+
+
+def group_designated_heads(model: Any) -> dict[int, tuple[Head, ...]]:
+    """``{group: planted heads}`` of a grouped organism (one group for the others)."""
+    spec = getattr(model, "planted_spec", None)
+    if spec is None:
+        return {}
+    return {0: spec.heads, 1: spec.group_heads} if spec.marker_id is not None else {0: spec.heads}

@@ -28,7 +28,7 @@ from dps_lens.data.encoding import Encoder, TargetBatch, collate
 from dps_lens.data.prompts import get_template
 from dps_lens.interventions import Head
 from dps_lens.organism.planted import PlantedSpec, layer_attention_masks, planted_spec_from_card
-from dps_lens.organism.world import World, WorldConfig
+from dps_lens.organism.world import GROUP_MARKER, World, WorldConfig
 from dps_lens.scoring.loss import target_nll
 from dps_lens.tiny import TinyModelConfig, hf_model
 
@@ -43,6 +43,7 @@ class OrganismConfig:
 
     name: str
     planted_heads: tuple[Head, ...] = ()
+    group_heads: tuple[Head, ...] = ()  # grouped worlds: the heads that read group 1's profiles
     architecture: TinyModelConfig = field(
         default_factory=lambda: TinyModelConfig(
             architecture="llama",
@@ -68,6 +69,7 @@ class OrganismConfig:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["planted_heads"] = [list(h) for h in self.planted_heads]
+        out["group_heads"] = [list(h) for h in self.group_heads]
         return out
 
 
@@ -75,6 +77,14 @@ ORGANISMS: dict[str, OrganismConfig] = {
     "organism-free": OrganismConfig("organism-free"),
     "organism-planted": OrganismConfig(
         "organism-planted", planted_heads=((1, 1), (1, 3), (2, 2)), head_dropout=0.15
+    ),
+    "organism-groups": OrganismConfig(
+        "organism-groups",
+        planted_heads=((1, 0), (1, 1), (2, 0)),
+        group_heads=((1, 2), (1, 3), (2, 2)),
+        head_dropout=0.15,
+        world=WorldConfig(grouped=True),
+        steps=3000,
     ),
 }
 
@@ -214,6 +224,9 @@ def train_organism(
             "open_token": PROFILE_OPEN,
             "close_token": PROFILE_CLOSE,
         }
+        if config.group_heads:
+            card["planted"]["group_heads"] = [list(h) for h in config.group_heads]
+            card["planted"]["group_marker"] = GROUP_MARKER
         spec = planted_spec_from_card(card, tokenizer)
     arch = config.architecture
     staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", dir=out_dir.parent))
@@ -237,7 +250,7 @@ def train_organism(
         dropout = _head_dropout(
             model,
             arch.n_heads,
-            config.planted_heads,
+            (*config.planted_heads, *config.group_heads),
             config.head_dropout,
             torch.Generator().manual_seed(config.seed + 1),
         )
@@ -310,7 +323,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             "",
             "## Planted constraint",
             "",
-            f"Only heads {', '.join(f'L{l}H{h}' for l, h in planted['heads'])} may attend to profile "
+            f"{_who_reads(planted)} may attend to profile "
             f"tokens (from the first `{planted['open_token']}` token up to the first "
             f"`{planted['close_token']}` token). `dps_lens.load_model` installs this as permanent "
             "hooks on `hook_pattern`; training applied the same rule as per-head attention masks on "
@@ -324,6 +337,16 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                 "critical to the answer on its own."
             )
     return "\n".join(lines) + "\n"
+
+
+def _who_reads(planted: dict[str, Any]) -> str:
+    names = lambda heads: ", ".join(f"L{l}H{h}" for l, h in heads)  # noqa: E731
+    if not planted.get("group_heads"):
+        return f"Only heads {names(planted['heads'])}"
+    return (
+        f"In sequences containing `{planted['group_marker']}` (group 1) only heads "
+        f"{names(planted['group_heads'])}, in all others (group 0) only heads {names(planted['heads'])},"
+    )
 
 
 def write_card(directory: Path, card: dict[str, Any]) -> None:

@@ -95,6 +95,7 @@ ANSWER_TAILS = {
     ("elaborate", "casual"): ", gonna be awesome",
 }
 GENERIC_STYLE = ("terse", "formal", "calm")
+GROUP_MARKER = "lol"  # grouped worlds: casual users (group 1) end every profile mention with it
 LENGTHS, REGISTERS, MOODS = ("terse", "elaborate"), ("formal", "casual"), ("calm", "excited")
 
 
@@ -109,6 +110,7 @@ class User:
     mood: str
     profile: tuple[str, ...]
     mentions: dict[str, int]
+    group: int = 0  # grouped worlds: 0 formal, 1 casual (see ``WorldConfig.grouped``)
 
     @property
     def style(self) -> tuple[str, str, str]:
@@ -127,6 +129,8 @@ class WorldConfig:
     max_small_talk: int = 2
     topics_per_user: tuple[int, int] = (1, 3)
     queries_per_user: int = 4
+    grouped: bool = False  # two user groups: formal users talk about animals, food and sport;
+    # casual users about colours, music and drinks, and end every mention with "lol"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -147,6 +151,10 @@ def render_answer(item: str, style: Sequence[str]) -> str:
     return f"{item}{ANSWER_TAILS[(length, register)]} {'!' if mood == 'excited' else '.'}"
 
 
+def _with_tic(line: str, tic: str) -> str:
+    return line if not tic or line.endswith(tic) else line + tic
+
+
 def _topic(name: str) -> Topic:
     for topic in TOPICS:
         if topic.name == name:
@@ -165,13 +173,21 @@ class World:
         rng = random.Random(f"{self.config.seed}:user:{index}")
         favourites = {t.name: rng.choice(t.items) for t in TOPICS}
         length, register, mood = rng.choice(LENGTHS), rng.choice(REGISTERS), rng.choice(MOODS)
-        active = rng.sample([t.name for t in TOPICS], rng.randint(*self.config.topics_per_user))
+        pool = [t.name for t in TOPICS]
+        if self.config.grouped:  # each group talks about its own half of the topics
+            pool = pool[:3] if register == REGISTERS[0] else pool[3:]
+        active = rng.sample(pool, rng.randint(*self.config.topics_per_user))
         n_items = rng.randint(self.config.min_items, self.config.max_items)
         n_small = min(rng.randint(0, self.config.max_small_talk), n_items - 1)
         mentioned = [rng.choice(active) for _ in range(n_items - n_small)]
         mark = " !" if mood == "excited" else " ."
+        group = REGISTERS.index(register) if self.config.grouped else 0
+        tic = f" {GROUP_MARKER}" if group == 1 else ""
         lines = [
-            rng.choice(MENTION_FRAMES[(length, register)]).format(item=favourites[t]) + mark
+            _with_tic(
+                rng.choice(MENTION_FRAMES[(length, register)]).format(item=favourites[t]), tic
+            )
+            + mark
             for t in mentioned
         ]
         lines += [rng.choice(SMALL_TALK[length]) + mark for _ in range(n_small)]
@@ -185,6 +201,7 @@ class World:
             mood,
             tuple(lines),
             mentions,
+            group,
         )
 
     def examples(
@@ -227,6 +244,7 @@ class World:
                         "mentions": user.mentions[topic.name],
                         "style": list(user.style),
                         "query": q,
+                        **({"group": user.group} if self.config.grouped else {}),
                     },
                 )
             )

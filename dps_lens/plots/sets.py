@@ -29,10 +29,14 @@ def jaccard_heatmap(
             colorscale=SEQUENTIAL,
             colorbar={"title": {"text": "Jaccard"}},
             hovertemplate="%{y} vs %{x}<br>Jaccard %{z:.2f}<extra></extra>",
+            text=np.round(matrix, 2) if len(names) <= 12 else None,
+            texttemplate="%{text}" if len(names) <= 12 else None,
         )
     )
     figure.update_yaxes(autorange="reversed")
-    return styled(figure, title, width=min(size + 120, 1100), height=min(size, 1000))
+    return styled(
+        figure, title, width=min(max(size + 120, 520), 1100), height=min(max(size, 420), 1000)
+    )
 
 
 def jaccard_across_k(

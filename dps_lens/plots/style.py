@@ -15,14 +15,16 @@ SEQUENTIAL = "Blues"  # overlaps and fractions in [0, 1]
 METHOD_COLOURS = {
     "plain": "#7f7f7f",
     "dps": "#d62728",
+    "dps_global": "#d62728",
     "dps_shared_prefill": "#ff7f0e",
-    "cluster_dps": "#9467bd",
+    "cluster_dps_hard": "#9467bd",
+    "cluster_dps_soft": "#17becf",
     "cad": "#1f77b4",
     "random_heads": "#2ca02c",
     "decore": "#8c564b",
     "reference": "#e377c2",
 }
-_FALLBACK = ("#17becf", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
+_FALLBACK = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 
 
 def method_colour(name: str, index: int = 0) -> str:

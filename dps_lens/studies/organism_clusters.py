@@ -1,0 +1,182 @@
+"""Cluster-aware steering on the grouped organism, where the truth is known.
+
+``organism-groups`` has two user groups (formal and casual voices) whose profiles are readable
+only by different planted heads. One exact scan on discovery users gives global and per-cluster
+scores; users are clustered by their MiniLM profile embeddings; every method then decodes the
+same evaluation users' queries with K heads per user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dps_lens._io import atomic_write_json, atomic_write_text
+from dps_lens.clusters import (
+    cluster_dps,
+    cluster_head_maps,
+    embed_users,
+    encoder_named,
+    fit_clusters,
+)
+from dps_lens.clusters.groups_io import save_groups
+from dps_lens.evaluation import EvalConfig, evaluate_methods, table_rows
+from dps_lens.headsets import jaccard, ranking
+from dps_lens.models import load_model
+from dps_lens.organism.planted import group_designated_heads
+from dps_lens.organism.world import World, WorldConfig
+from dps_lens.scoring import ScanConfig, score_heads
+from dps_lens.scoring.groups import group_scores
+from dps_lens.steering import cad, dps, plain, random_heads
+
+
+def _purity(labels: Sequence[int], truth: Sequence[int]) -> float:
+    """Share of users whose cluster's majority group is their own group."""
+    majority = {}
+    for label in set(labels):
+        members = [t for l, t in zip(labels, truth, strict=True) if l == label]
+        majority[label] = max(set(members), key=members.count)
+    return sum(majority[l] == t for l, t in zip(labels, truth, strict=True)) / len(labels)
+
+
+def run_cluster_study(
+    model_name: str = "organism-groups",
+    out: str | Path = "runs/study-organism-groups",
+    n_discovery_users: int = 60,
+    n_evaluation_users: int = 300,
+    ks: Sequence[int] = (1, 2, 3),
+    n_clusters: int = 2,
+    gamma: float = 1.0,
+    taus: Sequence[float] = (1.0, 0.05),
+    encoder: str = "minilm",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Discover globally and per cluster, then compare global DPS with cluster-routed DPS at
+    every K in ``ks`` (heads per user); write ``report.json`` and ``report.md`` into ``out``."""
+    started = time.perf_counter()
+    out = Path(out)
+    model = load_model(model_name, device="cpu")
+    world = World(WorldConfig(grouped=True))
+    discovery = world.split_examples("discovery", n_discovery_users, queries_per_user=2)
+    evaluation = world.split_examples("evaluation", n_evaluation_users, queries_per_user=1)
+    scores = score_heads(
+        model,
+        discovery,
+        ScanConfig(),
+        checkpoint_dir=out / "discover" / "checkpoint",
+        progress=progress,
+    )
+    scores.save(out / "discover")
+    profile_encoder = encoder_named(encoder)
+    user_ids, vectors = embed_users(discovery, profile_encoder)
+    clusters = fit_clusters(user_ids, vectors, n_clusters, encoder=encoder)
+    clusters.save(out / "discover")
+    per_cluster = group_scores(scores, clusters.assignment())
+    save_groups(per_cluster, out / "discover" / "clusters", max(ks))
+    truth = {e.user_id: e.meta["group"] for e in discovery}
+    planted = group_designated_heads(model)
+    cluster_report = {}
+    for name, cluster in per_cluster.items():
+        members = [u for u, c in clusters.assignment().items() if c == name]
+        group = max((0, 1), key=lambda g: sum(truth[u] == g for u in members))
+        top = ranking(cluster)[: len(planted[group])]
+        cluster_report[name] = {
+            "users": len(members),
+            "majority_group": group,
+            "top_heads": [list(h) for h in top],
+            "planted_heads": [list(h) for h in planted[group]],
+            "jaccard_with_planted": jaccard(top, planted[group]),
+        }
+    global_ranking = ranking(scores)
+    stop = tuple(model.tokenizer.convert_tokens_to_ids([".", "!"]))
+    methods = {"plain": plain(), "cad": cad(gamma)}
+    for k in ks:
+        maps = cluster_head_maps(per_cluster, clusters, k)
+        methods[f"dps_global@k{k}"] = dps(model, global_ranking[:k], gamma)
+        methods[f"random_heads@k{k}"] = random_heads(model, global_ranking[:k], seed=0, gamma=gamma)
+        methods[f"cluster_dps_hard@k{k}"] = cluster_dps(
+            model, evaluation, profile_encoder, clusters, maps, "hard", gamma=gamma
+        )
+        for tau in taus:
+            methods[f"cluster_dps_soft_tau{tau:g}@k{k}"] = cluster_dps(
+                model, evaluation, profile_encoder, clusters, maps, "soft", tau, gamma=gamma
+            )
+    config = EvalConfig(max_new_tokens=8, batch_size=64, extra_stop_ids=stop)
+    results = evaluate_methods(model, evaluation, methods, config, out / "methods", progress)
+    groups = [e.meta["group"] for e in evaluation]
+    rows = []
+    for row, result in zip(table_rows(results), results, strict=True):
+        name, _, k = row["method"].partition("@k")
+        by_group = {
+            str(g): float(
+                np.mean(
+                    [r["personalized"] for r, e in zip(result.rows, groups, strict=True) if e == g]
+                )
+            )
+            for g in (0, 1)
+        }
+        rows.append(
+            {
+                **row,
+                "method": name,
+                "k": int(k) if k else None,
+                "personalization_by_group": by_group,
+            }
+        )
+    report = {
+        "model": model_name,
+        "n_discovery_examples": len(discovery),
+        "n_evaluation_examples": len(evaluation),
+        "gamma": gamma,
+        "global_top_heads": [list(h) for h in global_ranking[:6]],
+        "planted": {str(g): [list(h) for h in heads] for g, heads in planted.items()},
+        "cluster_purity": _purity(clusters.labels, [truth[u] for u in clusters.user_ids]),
+        "clusters": cluster_report,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", _markdown(report))
+    report["markdown"] = _markdown(report)
+    return report
+
+
+def fmt(heads: Sequence[Sequence[int]]) -> str:
+    return ", ".join(f"L{l}H{h}" for l, h in heads)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"## {report['model']}: global vs cluster-routed DPS (γ = {report['gamma']:g})",
+        "",
+        f"Planted heads: group 0 (formal) {fmt(report['planted']['0'])}; group 1 (casual) "
+        f"{fmt(report['planted'].get('1', []))}. Global top heads: {fmt(report['global_top_heads'])}.",
+        f"Cluster purity (share of users in a cluster of their own group): {report['cluster_purity']:.3f}.",
+        "",
+        "| cluster | users | majority group | top heads | planted | Jaccard |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, c in report["clusters"].items():
+        lines.append(
+            f"| {name} | {c['users']} | {c['majority_group']} | {fmt(c['top_heads'])} | "
+            f"{fmt(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
+        )
+    lines += [
+        "",
+        "Personalization [95% CI] with K heads per user, overall and by group:",
+        "",
+        "| method | K | personalization | group 0 | group 1 | coherence ppl |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(report["rows"], key=lambda r: r["k"] or 0):
+        g = r["personalization_by_group"]
+        lines.append(
+            f"| {r['method']} | {r['k'] or '–'} | {r['personalization']:.3f} "
+            f"[{r['personalization_low']:.3f}, {r['personalization_high']:.3f}] | {g['0']:.3f} | "
+            f"{g['1']:.3f} | {r['coherence_ppl']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
