@@ -367,6 +367,12 @@ def _discover_groups(args: argparse.Namespace, scores, examples, k: int) -> None
     user_ids, vectors = embed_users(examples, encoder_named(args.encoder))
     n_clusters = None if args.clusters == "auto" else _int_option("--clusters", args.clusters)
     clusters = fit_clusters(user_ids, vectors, n_clusters, seed=args.seed, encoder=args.encoder)
+    if clusters.k == 1:
+        print(
+            f"warning: {len(user_ids)} users give k = 1 (the rule is round(users / 100)), so cluster "
+            "scores equal the global ones; pass --clusters K for K > 1",
+            file=sys.stderr,
+        )
     clusters.save(args.out)
     save_groups(group_scores(scores, clusters.assignment()), args.out / "clusters", k)
     print(f"{clusters.k} clusters of sizes {clusters.sizes()} users -> {args.out / 'clusters'}")
