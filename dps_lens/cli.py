@@ -10,7 +10,9 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dps_lens.errors import DpsLensError
 
@@ -355,7 +357,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
 
 def _discover_groups(args: argparse.Namespace, scores, examples, k: int) -> None:
     """Per-user or per-cluster scores from the scan just saved (no further forward passes)."""
-    from dps_lens.clusters import embed_users, encoder_named, fit_clusters
+    from dps_lens.clusters import SentenceEncoder, embed_users, fit_clusters
     from dps_lens.clusters.groups_io import save_groups
     from dps_lens.scoring.groups import group_scores
 
@@ -364,7 +366,7 @@ def _discover_groups(args: argparse.Namespace, scores, examples, k: int) -> None
         save_groups(groups, args.out / "users", k)
         print(f"{len(groups)} users with >= {args.min_examples} examples -> {args.out / 'users'}")
         return
-    user_ids, vectors = embed_users(examples, encoder_named(args.encoder))
+    user_ids, vectors = embed_users(examples, SentenceEncoder(args.encoder))
     n_clusters = None if args.clusters == "auto" else _int_option("--clusters", args.clusters)
     clusters = fit_clusters(user_ids, vectors, n_clusters, seed=args.seed, encoder=args.encoder)
     if clusters.k == 1:
@@ -395,8 +397,18 @@ def format_top_heads(scores, k: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _SteeringInputs:
+    """What the methods of one command share, read once: heads, head means, stop ids, and for
+    cluster methods the clusters, their head maps and the profile encoder."""
+
+    heads: list
+    means: Any
+    stop: tuple[int, ...]
+    routing: tuple[Any, Any, Any] | None  # (clusters, maps, encoder)
+
+
 def _steering_inputs(args: argparse.Namespace, model, examples, methods: Sequence[str]):
-    """(heads, head means or None, extra stop ids), read once for all ``methods``."""
     from dps_lens.organism.rates import reference_means
     from dps_lens.selection import read_heads
 
@@ -406,29 +418,26 @@ def _steering_inputs(args: argparse.Namespace, model, examples, methods: Sequenc
         if not examples:
             raise DpsLensError("--mode mean needs --data (head means come from its prompts)")
         means = reference_means(model, examples)
-    return heads, means, _stop_ids(model, args.stop)
+    cluster_methods = [m for m in methods if m in CLUSTER_METHODS]
+    routing = _cluster_routing(args, cluster_methods[0], examples) if cluster_methods else None
+    return _SteeringInputs(heads, means, _stop_ids(model, args.stop), routing)
 
 
-def _cluster_steering(args: argparse.Namespace, model, method: str, examples, dps_args):
-    """Cluster DPS: each example's head weights routed from its profile (needs --data)."""
-    from dps_lens.clusters import UserClusters, cluster_dps, cluster_head_maps, encoder_named
+def _cluster_routing(args: argparse.Namespace, method: str, examples):
+    """(clusters, their top-K head maps, the profile encoder) from a `discover --by cluster` dir."""
+    from dps_lens.clusters import SentenceEncoder, UserClusters, cluster_head_maps
     from dps_lens.clusters.groups_io import load_groups
 
     if args.heads is None or not examples:
         raise DpsLensError(f"{method} needs --heads DIR from `discover --by cluster` and --data")
     directory = args.heads if args.heads.is_dir() else args.heads.parent
     clusters = UserClusters.load(directory)
-    groups = load_groups(directory / "clusters")
     k = args.k or json.loads((directory / "top_k.json").read_text())["k"]
-    maps = cluster_head_maps(groups, clusters, k)
-    encoder = encoder_named(args.encoder or clusters.encoder)
-    routing = method.removeprefix("cluster_dps_")
-    return cluster_dps(
-        model, examples, encoder, clusters, maps, routing, args.tau, gamma=args.gamma, **dps_args
-    )
+    maps = cluster_head_maps(load_groups(directory / "clusters"), clusters, k)
+    return clusters, maps, SentenceEncoder(args.encoder or clusters.encoder)
 
 
-def _steering(args: argparse.Namespace, model, method: str, heads, means, examples=None):
+def _steering(args: argparse.Namespace, model, method: str, shared: _SteeringInputs, examples=None):
     """The ``Steering`` of ``method`` from the shared steering arguments."""
     from dps_lens.steering.methods import build
 
@@ -439,11 +448,25 @@ def _steering(args: argparse.Namespace, model, method: str, heads, means, exampl
             beta=args.beta,
             mode=args.mode,
             masked_run=args.masked_run,
-            means=means,
+            means=shared.means,
         )
     if method in CLUSTER_METHODS:
-        return _cluster_steering(args, model, method, examples, dps_args)
-    return build(method, model, heads, gamma=args.gamma, seed=args.seed, **dps_args)
+        from dps_lens.clusters import cluster_dps
+
+        clusters, maps, encoder = shared.routing
+        routing = method.removeprefix("cluster_dps_")
+        return cluster_dps(
+            model,
+            examples,
+            encoder,
+            clusters,
+            maps,
+            routing,
+            args.tau,
+            gamma=args.gamma,
+            **dps_args,
+        )
+    return build(method, model, shared.heads, gamma=args.gamma, seed=args.seed, **dps_args)
 
 
 def _stop_ids(model, tokens: Sequence[str]) -> tuple[int, ...]:
@@ -469,14 +492,14 @@ def cmd_steer(args: argparse.Namespace) -> None:
     examples = _examples(args) if args.data else None
     inputs = examples or args.prompt
     method = f"cluster_dps_{args.routing}" if args.routing else args.method
-    heads, means, stop = _steering_inputs(args, model, examples, [method])
-    steering = _steering(args, model, method, heads, means, examples)
+    shared = _steering_inputs(args, model, examples, [method])
+    steering = _steering(args, model, method, shared, examples)
     sampling = Sampling(args.temperature, args.top_p, args.seed)
     options = dict(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         template=args.template,
-        extra_stop_ids=stop,
+        extra_stop_ids=shared.stop,
         max_length=args.max_length,
     )
     out = generate(model, inputs, steering, sampling, **options)
@@ -502,8 +525,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     examples = _examples(args)
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     names = [name.strip() for name in args.methods.split(",") if name.strip()]
-    heads, means, stop = _steering_inputs(args, model, examples, names)
-    methods = {name: _steering(args, model, name, heads, means, examples) for name in names}
+    shared = _steering_inputs(args, model, examples, names)
+    methods = {name: _steering(args, model, name, shared, examples) for name in names}
     config = EvalConfig(
         task=args.task,
         max_new_tokens=args.max_new_tokens,
@@ -511,7 +534,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         template=args.template,
         max_length=args.max_length,
         seed=args.seed,
-        extra_stop_ids=stop,
+        extra_stop_ids=shared.stop,
     )
     started = time.perf_counter()
     results = evaluate_methods(model, examples, methods, config, args.out, not args.no_progress)

@@ -9,7 +9,7 @@ import torch
 
 from dps_lens.errors import DpsLensError
 from dps_lens.interventions import Head
-from dps_lens.scoring.head_scores import HeadScores
+from dps_lens.scoring.head_scores import HeadScores, rank_heads
 
 
 def jaccard(a: Sequence[Head], b: Sequence[Head]) -> float:
@@ -33,14 +33,7 @@ def mean_pairwise_jaccard(sets: Sequence[Sequence[Head]]) -> float:
 
 def ranking(scores: HeadScores) -> list[Head]:
     """Every scored head, highest mean PCS first."""
-    return _rank(scores.mean)
-
-
-def top_k_sets(rankings: Mapping[str, Sequence[Head]], k: int) -> dict[str, list[Head]]:
-    """The first ``k`` heads of each named ranking."""
-    if k <= 0:
-        raise DpsLensError(f"k must be positive, got {k}")
-    return {name: list(heads[:k]) for name, heads in rankings.items()}
+    return rank_heads(scores.mean)
 
 
 def split_half_rankings(
@@ -55,11 +48,5 @@ def split_half_rankings(
     for _ in range(n_splits):
         order = torch.randperm(n, generator=generator)
         halves = order[: n // 2], order[n // 2 :]
-        pairs.append(tuple(_rank(scores.per_example[half].nanmean(0)) for half in halves))
+        pairs.append(tuple(rank_heads(scores.per_example[half].nanmean(0)) for half in halves))
     return pairs
-
-
-def _rank(mean: torch.Tensor) -> list[Head]:
-    n_heads = mean.shape[1]
-    order = torch.argsort(mean.flatten().nan_to_num(float("-inf")), descending=True)
-    return [divmod(int(i), n_heads) for i in order if not torch.isnan(mean.flatten()[i])]

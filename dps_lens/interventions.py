@@ -33,6 +33,11 @@ MASK_MODES: tuple[str, ...] = ("zero", "mean", "uniform", "oproj_slice")
 Head = tuple[int, int]
 
 
+def head_names(heads: Iterable[Sequence[int]]) -> str:
+    """``"L1H3, L2H0"``: (layer, head) pairs as text."""
+    return ", ".join(f"L{layer}H{head}" for layer, head in heads)
+
+
 def _shape(model: Any) -> tuple[int, int]:
     return int(model.cfg.n_layers), int(model.cfg.n_heads)
 

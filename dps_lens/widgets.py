@@ -22,7 +22,7 @@ from dps_lens.data.encoding import collate, encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head, HeadMask, ablate_heads, check_head
+from dps_lens.interventions import Head, HeadMask, ablate_heads, check_head, head_names
 from dps_lens.plots.style import DIVERGING
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import label_positions, target_nll
@@ -93,7 +93,6 @@ class HeadToggler:
         encoder = encoder_for(model, self.template, int(model.cfg.n_ctx) - max_new_tokens)
         encoded = encoder.encode(example)
         self._batch = collate([encoded], pad_id=0)
-        self._prompt_end = encoded.target_start - 1  # position whose logits predict the target
         self.heads: set[Head] = set()
         self.gamma = 0.0
         self._clean_logits, self._clean_nll = self._forward()
@@ -143,11 +142,11 @@ class HeadToggler:
     def _forward(self) -> tuple[torch.Tensor, float]:
         """Next-token logits at the prompt end and the target NLL (nats), under the mask."""
         batch = self._batch.to(self.model.cfg.device)
-        positions = label_positions(batch)
+        positions = label_positions(batch)  # the first one is the prompt's last token
         with ablate_heads(self.model, self._mask()):
-            logits = self.model(batch.tokens, return_type="logits")
-        nll = target_nll(logits[:, positions], batch, positions)
-        return logits[0, self._prompt_end].float().cpu(), float(nll.sum())
+            logits = self.model(batch.tokens, return_type="logits", logits_to_keep=positions)
+        nll = target_nll(logits, batch, positions)
+        return logits[0, 0].float().cpu(), float(nll.sum())
 
     def _mask(self) -> HeadMask:
         return HeadMask.from_heads(sorted(self.heads), self.n_layers, self.n_heads)
@@ -201,7 +200,7 @@ class HeadToggler:
     def render_readout(self, readout: Readout | None = None) -> str:
         """The readout as an HTML snippet (what the widget shows under the grid)."""
         r = readout or self.readout
-        heads = ", ".join(f"L{l}H{h}" for l, h in r.heads) or "none"
+        heads = head_names(r.heads) or "none"
         mode = f"DPS, γ = {r.gamma:g}" if r.gamma > 0 and r.heads else "masked model"
         rows = "".join(
             f"<tr><td><code>{html.escape(repr(c.token))}</code></td><td>{c.clean:.3f}</td>"

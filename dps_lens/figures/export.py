@@ -78,9 +78,9 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def figure_key(study: Study, spec: FigureSpec) -> str:
+def figure_key(study: Study, spec: FigureSpec, code_hash: str) -> str:
     """Hash of the figure's spec, the files of the inputs it reads, and the figure code."""
-    digest = hashlib.sha256(_code_hash().encode())
+    digest = hashlib.sha256(code_hash.encode())
     digest.update(json.dumps([spec.name, spec.kind, spec.options], sort_keys=True).encode())
     for name in study.input_names(spec):
         path = study.inputs[name]
@@ -149,13 +149,13 @@ def build_study(
     produce_inputs(study)
     manifest_path = study.out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    inputs, built, pending = Inputs(study), [], []
+    inputs, built, pending, code_hash = Inputs(study), [], [], _code_hash()
     for spec in tqdm(study.figures, desc=f"figures {study.name}", disable=not progress):
         if spec.kind not in BUILDERS:
             raise DpsLensError(
                 f"figure {spec.name!r}: unknown kind {spec.kind!r}; use one of {sorted(BUILDERS)}"
             )
-        key = figure_key(study, spec)
+        key = figure_key(study, spec, code_hash)
         files = [study.out / f"{spec.name}.html"]
         if static and spec.kind not in VIEW_KINDS:
             files += [study.out / f"{spec.name}.{suffix}" for suffix in STATIC_FORMATS]

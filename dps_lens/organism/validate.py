@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dps_lens._io import atomic_write_json, atomic_write_text
-from dps_lens.interventions import Head, MaskMode
+from dps_lens.interventions import Head, MaskMode, head_names
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
 from dps_lens.organism.world import World, WorldConfig
@@ -101,9 +101,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{report['n_random_draws']} draws outside the top-K set."
     ]
     if report["designated_heads"]:
-        lines.append(
-            "Designated heads: " + ", ".join(f"L{l}H{h}" for l, h in report["designated_heads"])
-        )
+        lines.append("Designated heads: " + head_names(report["designated_heads"]))
     for mode, entry in report["modes"].items():
         top = ", ".join(
             f"L{r['layer']}H{r['head']} ({r['pcs']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}])"

@@ -12,28 +12,33 @@ from dps_lens.interventions import Head
 from dps_lens.plots.style import SEQUENTIAL, method_colour, styled
 
 
+def _jaccard_map(matrix: np.ndarray, labels: list[str], hover: str, annotate: bool) -> go.Figure:
+    """A [0, 1] heatmap of Jaccard indices, row 0 on top, values written in the cells on request."""
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale=SEQUENTIAL,
+            colorbar={"title": {"text": "Jaccard"}},
+            hovertemplate=hover + "<br>Jaccard %{z:.2f}<extra></extra>",
+            text=np.round(matrix, 2) if annotate else None,
+            texttemplate="%{text}" if annotate else None,
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    return figure
+
+
 def jaccard_heatmap(
     head_sets: Mapping[str, Sequence[Head]], title: str = "Jaccard index of top-K head sets"
 ) -> go.Figure:
     """Group × group Jaccard index of their head sets (users, clusters, splits)."""
     names = list(head_sets)
-    matrix = pairwise_jaccard(head_sets)
+    figure = _jaccard_map(pairwise_jaccard(head_sets), names, "%{y} vs %{x}", len(names) <= 12)
     size = 200 + 24 * len(names)
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=names,
-            y=names,
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=SEQUENTIAL,
-            colorbar={"title": {"text": "Jaccard"}},
-            hovertemplate="%{y} vs %{x}<br>Jaccard %{z:.2f}<extra></extra>",
-            text=np.round(matrix, 2) if len(names) <= 12 else None,
-            texttemplate="%{text}" if len(names) <= 12 else None,
-        )
-    )
-    figure.update_yaxes(autorange="reversed")
     return styled(
         figure, title, width=min(max(size + 120, 520), 1100), height=min(max(size, 420), 1000)
     )
@@ -48,23 +53,10 @@ def jaccard_across_k(
 ) -> go.Figure:
     """``J(top-K_i of first, top-K_j of second)`` for every pair of K in ``ks``."""
     matrix = np.array([[jaccard(first[:a], second[:b]) for b in ks] for a in ks])
-    labels = [str(k) for k in ks]
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=labels,
-            y=labels,
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=SEQUENTIAL,
-            text=np.round(matrix, 2),
-            texttemplate="%{text}",
-            colorbar={"title": {"text": "Jaccard"}},
-            hovertemplate=f"K({names[0]}) = %{{y}}, K({names[1]}) = %{{x}}<br>Jaccard %{{z:.2f}}<extra></extra>",
-        )
-    )
+    hover = f"K({names[0]}) = %{{y}}, K({names[1]}) = %{{x}}"
+    figure = _jaccard_map(matrix, [str(k) for k in ks], hover, annotate=True)
     figure.update_xaxes(title=f"K, {names[1]}", type="category")
-    figure.update_yaxes(title=f"K, {names[0]}", type="category", autorange="reversed")
+    figure.update_yaxes(title=f"K, {names[0]}", type="category")
     return styled(figure, title, width=520, height=460)
 
 

@@ -28,6 +28,13 @@ META_FILE = "scores.json"
 FORMAT_VERSION = 1
 
 
+def rank_heads(mean: Float[Tensor, "n_layers n_heads"]) -> list[Head]:
+    """Heads with a finite score, highest first (NaN marks a head that was not scored)."""
+    n_heads = mean.shape[1]
+    order = torch.argsort(mean.flatten().nan_to_num(float("-inf")), descending=True)
+    return [divmod(int(i), n_heads) for i in order.tolist() if not torch.isnan(mean.flatten()[i])]
+
+
 @dataclass
 class HeadScores:
     """Scores of every head: ``mean[l, h]`` = PCS(l, h) (nats; positive = removing the head hurts).
@@ -74,12 +81,8 @@ class HeadScores:
 
     def ranked(self) -> list[dict[str, Any]]:
         """Scored heads, highest mean first: rank, layer, head, pcs, stderr, ci_low, ci_high, n."""
-        order = torch.argsort(self.mean.flatten().nan_to_num(float("-inf")), descending=True)
         rows = []
-        for flat in order.tolist():
-            layer, head = divmod(flat, self.n_heads)
-            if torch.isnan(self.mean[layer, head]):
-                continue
+        for layer, head in rank_heads(self.mean):
             rows.append(
                 {
                     "rank": len(rows) + 1,

@@ -17,15 +17,16 @@ import numpy as np
 
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.clusters import (
+    SentenceEncoder,
     cluster_dps,
     cluster_head_maps,
     embed_users,
-    encoder_named,
     fit_clusters,
 )
 from dps_lens.clusters.groups_io import save_groups
 from dps_lens.evaluation import EvalConfig, evaluate_methods, table_rows
 from dps_lens.headsets import jaccard, ranking
+from dps_lens.interventions import head_names
 from dps_lens.models import load_model
 from dps_lens.organism.planted import group_designated_heads
 from dps_lens.organism.world import World, WorldConfig
@@ -71,17 +72,18 @@ def run_cluster_study(
         progress=progress,
     )
     scores.save(out / "discover")
-    profile_encoder = encoder_named(encoder)
+    profile_encoder = SentenceEncoder(encoder)
     user_ids, vectors = embed_users(discovery, profile_encoder)
     clusters = fit_clusters(user_ids, vectors, n_clusters, encoder=encoder)
     clusters.save(out / "discover")
-    per_cluster = group_scores(scores, clusters.assignment())
+    assignment = clusters.assignment()
+    per_cluster = group_scores(scores, assignment)
     save_groups(per_cluster, out / "discover" / "clusters", max(ks))
     truth = {e.user_id: e.meta["group"] for e in discovery}
     planted = group_designated_heads(model)
     cluster_report = {}
     for name, cluster in per_cluster.items():
-        members = [u for u, c in clusters.assignment().items() if c == name]
+        members = [u for u, c in assignment.items() if c == name]
         group = max((0, 1), key=lambda g: sum(truth[u] == g for u in members))
         top = ranking(cluster)[: len(planted[group])]
         cluster_report[name] = {
@@ -145,16 +147,12 @@ def run_cluster_study(
     return report
 
 
-def fmt(heads: Sequence[Sequence[int]]) -> str:
-    return ", ".join(f"L{l}H{h}" for l, h in heads)
-
-
 def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## {report['model']}: global vs cluster-routed DPS (γ = {report['gamma']:g})",
         "",
-        f"Planted heads: group 0 (formal) {fmt(report['planted']['0'])}; group 1 (casual) "
-        f"{fmt(report['planted'].get('1', []))}. Global top heads: {fmt(report['global_top_heads'])}.",
+        f"Planted heads: group 0 (formal) {head_names(report['planted']['0'])}; group 1 (casual) "
+        f"{head_names(report['planted'].get('1', []))}. Global top heads: {head_names(report['global_top_heads'])}.",
         f"Cluster purity (share of users in a cluster of their own group): {report['cluster_purity']:.3f}.",
         "",
         "| cluster | users | majority group | top heads | planted | Jaccard |",
@@ -162,8 +160,8 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     for name, c in report["clusters"].items():
         lines.append(
-            f"| {name} | {c['users']} | {c['majority_group']} | {fmt(c['top_heads'])} | "
-            f"{fmt(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
+            f"| {name} | {c['users']} | {c['majority_group']} | {head_names(c['top_heads'])} | "
+            f"{head_names(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
         )
     lines += [
         "",
