@@ -12,7 +12,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import circuitsvis
@@ -23,8 +23,11 @@ from dps_lens._io import atomic_write_text
 from dps_lens.data.encoding import encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
-from dps_lens.interventions import Head, check_head
+from dps_lens.heads import Head, check_head
 from dps_lens.scoring.head_scores import HeadScores
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 @functools.cache
@@ -70,7 +73,7 @@ def _token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 @torch.no_grad()
 def attention_view(
-    model: Any,
+    model: TransformerBridge,
     example: PreferenceExample,
     heads: Sequence[Head],
     template: PromptTemplate | str = "history",

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dps_lens.heads import format_heads
 from dps_lens.models import load_model, model_info
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates
@@ -29,8 +30,6 @@ def run_demo(
     n_evaluation_users: int = 100,
 ) -> dict[str, Any]:
     """Score every head on discovery users, print the top heads and the rates on held-out users."""
-    from dps_lens.cli import format_top_heads
-
     out = Path(out)
     started = time.perf_counter()
     model = load_model(model_name, device="cpu")
@@ -59,10 +58,10 @@ def run_demo(
         f"{model_name}: {info.n_layers} layers x {info.n_heads} heads; discovery on "
         f"{len(discovery)} examples from {n_discovery_users} users"
     )
-    print(format_top_heads(scores, min(info.n_total_heads, k + 3)))
+    print(scores.format_top(min(info.n_total_heads, k + 3)))
     if truth:
         print(
-            f"designated (true) heads: {', '.join(f'L{l}H{h}' for l, h in truth)}; "
+            f"designated (true) heads: {format_heads(truth)}; "
             f"precision@{len(truth)} = {precision_at_k(top, truth):.2f}"
         )
     print(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head
+from dps_lens.heads import Head
 from dps_lens.scoring.head_scores import HeadScores, rank_heads
 
 

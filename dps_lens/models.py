@@ -2,9 +2,9 @@
 
 A model spec is one of:
 
-* a bundled name: ``organism-free``, ``organism-planted`` and ``organism-groups`` (small LMs trained on the
-  personalization world, shipped inside the package; see ``dps_lens.organism``), or
-  ``tiny-gpt2`` / ``tiny-llama`` (seeded random models for tests);
+* a registered name (``named_models()``): ``tiny-gpt2`` / ``tiny-llama`` (seeded random models
+  for tests) and whatever plugins register with ``register_model``, such as the bundled organisms
+  ``organism-free``, ``organism-planted`` and ``organism-groups`` (``dps_lens.organism``);
 * a local HF directory (``config.json`` plus safetensors or ``.bin`` weights and tokenizer files);
 * a local GGUF checkpoint (a ``.gguf`` file, or a directory holding exactly one), de-quantized to
   float32 by transformers (needs the ``gguf`` package);
@@ -19,7 +19,9 @@ import io
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -28,25 +30,32 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from dps_lens.errors import ModelLoadError
+from dps_lens.plugins import load_plugins
 from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 
-BUNDLED_ORGANISMS = ("organism-free", "organism-planted", "organism-groups")
+LoadHook = Callable[[TransformerBridge, Path | None], None]
+"""Called on every loaded bridge with the local directory it came from (None for GGUF or hub)."""
+
+NAMED_MODELS: dict[str, Callable[[], Path]] = {name: partial(tiny_model_dir, name) for name in TINY_MODELS}
+LOAD_HOOKS: list[LoadHook] = []
 
 
-def organism_weights_dir(name: str) -> Path:
-    """Where a bundled organism lives inside the package (whether or not it is built)."""
-    return Path(__file__).parent / "organism" / "weights" / name
+def register_model(name: str, locate: Callable[[], Path]) -> None:
+    """Make ``load_model(name)`` load the local HF directory that ``locate()`` returns."""
+    NAMED_MODELS[name] = locate
 
 
-def organism_dir(name: str) -> Path:
-    """Directory of a bundled organism inside the installed package."""
-    path = organism_weights_dir(name)
-    if not (path / "config.json").exists():
-        raise ModelLoadError(
-            f"bundled model {name!r} is missing from this installation ({path}); reinstall dps_lens "
-            f"or rebuild it with: dps-lens organism train --name {name}"
-        )
-    return path
+def register_load_hook(hook: LoadHook) -> None:
+    """Run ``hook(bridge, directory)`` on every model ``load_model`` returns (e.g. to install
+    permanent hooks that a model card requires)."""
+    if hook not in LOAD_HOOKS:
+        LOAD_HOOKS.append(hook)
+
+
+def named_models() -> tuple[str, ...]:
+    """Names ``load_model`` resolves without a path (plugins included)."""
+    load_plugins()
+    return tuple(NAMED_MODELS)
 
 
 _DTYPES = {
@@ -200,10 +209,8 @@ def load_model(
     spec_str = str(spec)
     path = Path(spec_str).expanduser()
     hf_model = None
-    if spec_str in TINY_MODELS:
-        source = str(tiny_model_dir(spec_str))
-    elif spec_str in BUNDLED_ORGANISMS:
-        source = str(organism_dir(spec_str))
+    if spec_str in named_models():
+        source = str(NAMED_MODELS[spec_str]())
     elif path.exists():
         gguf = _find_gguf(path)
         if gguf is not None:
@@ -241,20 +248,9 @@ def load_model(
         bridge.to(torch_device)
     bridge.eval()
     bridge.cfg.model_name = spec_str
-    _install_card_constraints(bridge, Path(source) if hf_model is None else None)
+    for hook in LOAD_HOOKS:
+        hook(bridge, Path(source) if hf_model is None else None)
     return bridge
-
-
-def _install_card_constraints(bridge: TransformerBridge, directory: Path | None) -> None:
-    """Apply what a dps_lens model card requires at load time (the planted organism's hooks)."""
-    if directory is None or not (directory / "model_card.json").exists():
-        return
-    from dps_lens.organism.planted import install_planted_constraint, planted_spec_from_card
-    from dps_lens.organism.train import read_card
-
-    spec = planted_spec_from_card(read_card(directory), bridge.tokenizer)
-    if spec is not None:
-        install_planted_constraint(bridge, spec)
 
 
 def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head
+from dps_lens.heads import Head
 from dps_lens.scoring.head_scores import META_FILE, HeadScores
 
 

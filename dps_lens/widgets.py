@@ -13,7 +13,7 @@ import html
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from plotly.colors import sample_colorscale
@@ -22,11 +22,15 @@ from dps_lens.data.encoding import collate, encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head, HeadMask, ablate_heads, check_head, head_names
+from dps_lens.heads import Head, check_head, format_heads
+from dps_lens.interventions import HeadMask, ablate_heads
 from dps_lens.plots.style import DIVERGING
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import label_positions, target_nll
 from dps_lens.steering import dps, generate, plain
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class HeadToggler:
 
     def __init__(
         self,
-        model: Any,
+        model: TransformerBridge,
         example: PreferenceExample,
         scores: HeadScores | None = None,
         template: PromptTemplate | str = "history",
@@ -200,7 +204,7 @@ class HeadToggler:
     def render_readout(self, readout: Readout | None = None) -> str:
         """The readout as an HTML snippet (what the widget shows under the grid)."""
         r = readout or self.readout
-        heads = head_names(r.heads) or "none"
+        heads = format_heads(r.heads) or "none"
         mode = f"DPS, γ = {r.gamma:g}" if r.gamma > 0 and r.heads else "masked model"
         rows = "".join(
             f"<tr><td><code>{html.escape(repr(c.token))}</code></td><td>{c.clean:.3f}</td>"

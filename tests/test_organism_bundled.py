@@ -3,7 +3,8 @@ removes personalization while masking other heads does not."""
 
 import pytest
 
-from dps_lens.models import BUNDLED_ORGANISMS, load_model
+from dps_lens.models import load_model
+from dps_lens.organism.bundled import BUNDLED_ORGANISMS
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
 from dps_lens.organism.train import read_card
@@ -31,7 +32,7 @@ def evaluation():
 
 @pytest.mark.parametrize("name", BUNDLED_ORGANISMS)
 def test_bundled_organisms_load_offline_with_their_card(name):
-    from dps_lens.models import organism_dir
+    from dps_lens.organism.bundled import organism_dir
 
     model = load_model(name, device="cpu")
     card = read_card(organism_dir(name))

@@ -16,11 +16,11 @@ from dps_lens.attention_view import AttentionView, attention_view
 from dps_lens.clusters.groups_io import load_groups
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.figures.study import FigureSpec, Study
+from dps_lens.heads import draw_random_heads
 from dps_lens.headsets import ranking, split_half_rankings
 from dps_lens.interventions import HeadMask
 from dps_lens.scoring.groups import group_scores
 from dps_lens.scoring.head_scores import HeadScores
-from dps_lens.steering.methods import draw_random_heads
 
 Figure = go.Figure | AttentionView
 Row = dict[str, Any]
@@ -31,7 +31,7 @@ class Inputs:
 
     def __init__(self, study: Study) -> None:
         self.study = study
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[Path, Any] = {}
 
     def path(self, spec: FigureSpec, option: str) -> Path:
         name = spec.options.get(option)

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head, check_head
+from dps_lens.heads import Head, check_head
+
+if TYPE_CHECKING:
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class _SpanTracker:
     opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
     closed: Int[Tensor, " batch"] | None = None
 
-    def record(self, tokens: Tensor, hook: Any = None) -> Tensor:
+    def record(self, tokens: Tensor, hook: HookPoint | None = None) -> Tensor:
         if tokens.dtype in (torch.int64, torch.int32):
             self.pending = tokens
         return tokens
@@ -119,16 +124,17 @@ class _SpanTracker:
     def profile_keys(self, n_keys: int) -> Bool[Tensor, "batch n_keys"]:
         if self.pending is not None:
             tokens, self.pending = self.pending, None
-            fresh = n_keys == tokens.shape[1] or self.keys is None
-            if not fresh and self.keys.shape[1] + tokens.shape[1] != n_keys:
+            previous = None if n_keys == tokens.shape[1] else self.keys
+            if previous is not None and previous.shape[1] + tokens.shape[1] != n_keys:
                 raise DpsLensError(
                     "planted organism: could not align the profile mask with a cached forward; "
                     "run the full sequence without a cache"
                 )
+            fresh = previous is None
             new_keys, self.opened, self.closed = profile_key_mask(
                 tokens, self.spec, None if fresh else self.opened, None if fresh else self.closed
             )
-            self.keys = new_keys if fresh else torch.cat([self.keys, new_keys], dim=1)
+            self.keys = new_keys if previous is None else torch.cat([previous, new_keys], dim=1)
             groups = self.spec.groups(tokens)
             if not fresh and self.in_group is not None:
                 groups |= self.in_group
@@ -141,9 +147,10 @@ class _SpanTracker:
             )
         return self.keys
 
-    def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: Any) -> Tensor:
-        layer = int(hook.name.split(".")[1])
+    def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: HookPoint) -> Tensor:
+        layer = int(str(hook.name).split(".")[1])
         keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
+        assert self.allowed is not None  # set together with the keys
         blocked = ~self.allowed[:, layer].to(pattern.device)  # [batch, head]
         if not blocked.any():
             return pattern
@@ -155,7 +162,7 @@ class _SpanTracker:
         return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
-def install_planted_constraint(model: Any, spec: PlantedSpec) -> None:
+def install_planted_constraint(model: TransformerBridge, spec: PlantedSpec) -> None:
     """Add the constraint to ``model`` as permanent hooks (kept by ``model.reset_hooks()``)."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     for layer, head in spec.all_heads:
@@ -167,7 +174,9 @@ def install_planted_constraint(model: Any, spec: PlantedSpec) -> None:
     model.planted_spec = spec
 
 
-def planted_spec_from_card(card: dict[str, Any], tokenizer: Any) -> PlantedSpec | None:
+def planted_spec_from_card(
+    card: dict[str, Any], tokenizer: PreTrainedTokenizerBase
+) -> PlantedSpec | None:
     """The spec stored in a model card's ``planted`` entry, or None for an unconstrained model."""
     planted = card.get("planted")
     if not planted:
@@ -183,13 +192,13 @@ def planted_spec_from_card(card: dict[str, Any], tokenizer: Any) -> PlantedSpec 
     )
 
 
-def designated_heads(model: Any) -> Sequence[Head]:
+def designated_heads(model: TransformerBridge) -> Sequence[Head]:
     """The planted heads of a loaded organism, of every group (empty for any other model)."""
     spec = getattr(model, "planted_spec", None)
     return spec.all_heads if spec is not None else ()
 
 
-def group_designated_heads(model: Any) -> dict[int, tuple[Head, ...]]:
+def group_designated_heads(model: TransformerBridge) -> dict[int, tuple[Head, ...]]:
     """``{group: planted heads}`` of a grouped organism (one group for the others)."""
     spec = getattr(model, "planted_spec", None)
     if spec is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -19,11 +19,15 @@ from dps_lens.data.encoding import encoder_for, pad_id_of
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions import Head, MaskMode, ablate_heads, head_means
+from dps_lens.heads import Head
+from dps_lens.interventions import ablate_heads, head_means
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 def prompt_batches(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     template: PromptTemplate | None = None,
     batch_size: int = 64,
@@ -43,11 +47,11 @@ def prompt_batches(
 
 @torch.no_grad()
 def next_token_logits(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     template: PromptTemplate | None = None,
     heads: Sequence[Head] = (),
-    mode: MaskMode = "zero",
+    mode: str = "zero",
     means: Tensor | None = None,
     batch_size: int = 64,
 ) -> Float[Tensor, "n_examples vocab"]:
@@ -66,16 +70,16 @@ def next_token_logits(
     return torch.cat(out)
 
 
-def first_words(model: Any, logits: Tensor) -> list[str]:
+def first_words(model: TransformerBridge, logits: Tensor) -> list[str]:
     return [model.tokenizer.decode([int(i)]).strip() for i in logits.argmax(-1)]
 
 
 def personalization_rate(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     template: PromptTemplate | None = None,
     heads: Sequence[Head] = (),
-    mode: MaskMode = "zero",
+    mode: str = "zero",
     means: Tensor | None = None,
 ) -> float:
     """Share of ``examples`` whose greedy first answer word is ``meta["preferred"]``."""
@@ -89,7 +93,9 @@ def personalization_rate(
     )
 
 
-def personalization_rates(model: Any, examples: Sequence[PreferenceExample]) -> dict[str, float]:
+def personalization_rates(
+    model: TransformerBridge, examples: Sequence[PreferenceExample]
+) -> dict[str, float]:
     """Rates with the profile (``full``) and with the no-profile prompt (``no_profile``)."""
     return {
         "full": personalization_rate(model, examples),
@@ -98,18 +104,18 @@ def personalization_rates(model: Any, examples: Sequence[PreferenceExample]) -> 
 
 
 def reference_means(
-    model: Any, examples: Sequence[PreferenceExample], batch_size: int = 64
+    model: TransformerBridge, examples: Sequence[PreferenceExample], batch_size: int = 64
 ) -> Tensor:
     """Mean ``hook_z`` per head over the prompts of ``examples`` (the ``mean`` mode's reference)."""
     return head_means(model, prompt_batches(model, examples, None, batch_size))
 
 
 def masking_curve(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     ranking: Sequence[Head],
     ks: Sequence[int],
-    mode: MaskMode = "zero",
+    mode: str = "zero",
     n_random: int = 10,
     seed: int = 0,
     means: Tensor | None = None,

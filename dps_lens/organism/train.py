@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerFast
 from dps_lens._io import atomic_write_json
 from dps_lens.data.encoding import Encoder, TargetBatch, collate
 from dps_lens.data.prompts import get_template
-from dps_lens.interventions import Head, head_names
+from dps_lens.heads import Head, format_heads
 from dps_lens.organism.planted import PlantedSpec, layer_attention_masks, planted_spec_from_card
 from dps_lens.organism.world import GROUP_MARKER, World, WorldConfig
 from dps_lens.scoring.loss import target_nll
@@ -341,11 +341,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
 
 def _who_reads(planted: dict[str, Any]) -> str:
     if not planted.get("group_heads"):
-        return f"Only heads {head_names(planted['heads'])}"
+        return f"Only heads {format_heads(planted['heads'])}"
     return (
         f"In sequences containing `{planted['group_marker']}` (group 1) only heads "
-        f"{head_names(planted['group_heads'])}, in all others (group 0) only heads "
-        f"{head_names(planted['heads'])},"
+        f"{format_heads(planted['group_heads'])}, in all others (group 0) only heads "
+        f"{format_heads(planted['heads'])},"
     )
 
 

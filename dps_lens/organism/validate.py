@@ -11,14 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dps_lens._io import atomic_write_json, atomic_write_text
-from dps_lens.interventions import Head, MaskMode, head_names
+from dps_lens.heads import Head, format_heads
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
 from dps_lens.organism.world import World, WorldConfig
 from dps_lens.scoring import ScanConfig, score_heads
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 TOLERANCE = 0.03  # "within 3 points" of the personalization rate
 
@@ -40,11 +43,11 @@ def smallest_k_at_level(
 
 
 def validate_organism(
-    model: Any,
+    model: TransformerBridge,
     world: World | None = None,
     n_discovery_users: int = 60,
     n_evaluation_users: int = 150,
-    modes: Sequence[MaskMode] = ("zero", "mean"),
+    modes: Sequence[str] = ("zero", "mean"),
     n_random: int = 10,
     seed: int = 0,
     progress: bool = False,
@@ -101,7 +104,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{report['n_random_draws']} draws outside the top-K set."
     ]
     if report["designated_heads"]:
-        lines.append("Designated heads: " + head_names(report["designated_heads"]))
+        lines.append("Designated heads: " + format_heads(report["designated_heads"]))
     for mode, entry in report["modes"].items():
         top = ", ".join(
             f"L{r['layer']}H{r['head']} ({r['pcs']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}])"

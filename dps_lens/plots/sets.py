@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from dps_lens.heads import Head
 from dps_lens.headsets import jaccard, mean_pairwise_jaccard, pairwise_jaccard
-from dps_lens.interventions import Head
 from dps_lens.plots.style import SEQUENTIAL, method_colour, styled
 
 

@@ -19,17 +19,20 @@ from torch import Tensor
 
 from dps_lens.data.encoding import TargetBatch
 from dps_lens.errors import DpsLensError
+from dps_lens.interventions import ABLATIONS, Ablation, AblationInputs, get_ablation
 from dps_lens.scoring.loss import label_positions, target_nll
 
 
-def _ablated(z: Tensor, layer: int, mode: str, means: Tensor | None) -> Tensor:
-    if mode == "zero":
-        return torch.zeros_like(z)
-    if mode == "mean" and means is not None:
-        return means[layer].to(device=z.device, dtype=z.dtype).expand_as(z)
-    raise DpsLensError(
-        f"attribution scores support mode 'zero' or 'mean' (with means), not {mode!r}"
-    )
+def attribution_ablation(mode: str) -> Ablation:
+    """The registered ablation ``mode``, if attribution can estimate it (it acts on ``hook_z``)."""
+    ablation = get_ablation(mode)
+    if not ablation.attribution:
+        supported = ", ".join(a.name for a in ABLATIONS.values() if a.attribution)
+        raise DpsLensError(
+            f"attribution scores support modes {supported} (ablations of hook_z), not {mode!r}; "
+            "use --method exact"
+        )
+    return ablation
 
 
 def _step(
@@ -37,8 +40,8 @@ def _step(
     batch: TargetBatch,
     real: Tensor,
     alpha: float,
-    mode: str,
-    means: Tensor | None,
+    ablation: Ablation,
+    inputs: AblationInputs,
 ) -> Float[Tensor, "batch n_layers n_heads"]:
     """``Σ_pos (z̃ − z) · ∂ Σ_i L_i / ∂z`` per head, in one run with every head moved ``alpha``
     of the way to its ablated value (``z`` is the head's value before the move)."""
@@ -51,7 +54,7 @@ def _step(
 
     def capture(layer: int):
         def hook(z: Tensor, hook: Any) -> Tensor:
-            direction = _ablated(z, layer, mode, means) - z
+            direction = ablation.target(z, layer, inputs) - z
             moved = z + alpha * direction if alpha > 0 else z
             seen[layer], directions[layer] = moved, direction.detach()
             return moved
@@ -90,6 +93,9 @@ def attribution_batch(
     """Estimated PCS of every head for every example of ``batch`` (nats, float32, on the CPU)."""
     if ig_steps < 0:
         raise DpsLensError(f"ig_steps must be >= 0, got {ig_steps}")
+    ablation = attribution_ablation(mode)
+    inputs = AblationInputs(means=means)
+    ablation.check(model, inputs)
     batch = batch.to(model.cfg.device)
     alphas = [(k + 0.5) / ig_steps for k in range(ig_steps)] if ig_steps else [0.0]
-    return torch.stack([_step(model, batch, real, a, mode, means) for a in alphas]).mean(0)
+    return torch.stack([_step(model, batch, real, a, ablation, inputs) for a in alphas]).mean(0)

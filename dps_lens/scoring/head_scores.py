@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dps_lens._io import atomic_write, atomic_write_json, atomic_write_text
 from dps_lens.errors import DataFormatError, DpsLensError
-from dps_lens.interventions import Head
+from dps_lens.heads import Head, head_name
 from dps_lens.scoring.stats import summarize
 
 TENSORS_FILE = "scores.safetensors"
@@ -108,6 +108,17 @@ class HeadScores:
                 f"use k <= {len(ranked)} or score more heads"
             )
         return [(row["layer"], row["head"]) for row in ranked[:k]]
+
+    def format_top(self, k: int) -> str:
+        """The top ``k`` heads as a text table: rank, head, PCS (nats) and its 95% interval."""
+        lines = [f"{'rank':>4}  {'head':>8}  {'PCS (nats)':>11}  {'95% CI':>21}"]
+        for row in self.ranked()[:k]:
+            name = head_name((row["layer"], row["head"]))
+            lines.append(
+                f"{row['rank']:>4}  {name:>8}  {row['pcs']:>11.5f}"
+                f"  [{row['ci_low']:>9.5f}, {row['ci_high']:>9.5f}]"
+            )
+        return "\n".join(lines)
 
     def ranked_csv(self) -> str:
         buffer = io.StringIO()

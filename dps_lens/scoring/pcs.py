@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from simple_parsing import field
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -35,7 +36,8 @@ from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate
 from dps_lens.errors import DpsLensError, NonFiniteLossError
 from dps_lens.fork import fork_at
-from dps_lens.interventions import MASK_MODES, Head, MaskMode, ablate_heads, check_head, head_means
+from dps_lens.heads import Head, all_heads, check_head
+from dps_lens.interventions import ablate_heads, get_ablation, head_means
 from dps_lens.scoring.attribution import attribution_batch
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import forward_nll
@@ -46,6 +48,11 @@ CHECKPOINT_META = "checkpoint.json"
 
 
 METHODS = ("exact", "attribution", "hybrid", "activation-patching")
+
+
+def parse_batch_size(text: str) -> int:
+    """``auto`` (0: from free memory) or a positive integer."""
+    return 0 if text == "auto" else int(text)
 
 
 @dataclass(frozen=True)
@@ -61,23 +68,20 @@ class ScanConfig:
     is lowered (``auto_batch_size``). ``heads`` restricts the scan to some heads (default: all).
     """
 
-    mode: MaskMode = "zero"
-    batch_size: int = 16
-    seed: int = 0
-    n_bootstrap: int = 1000
-    template: str = "history"
-    max_length: int | None = None
-    heads: tuple[Head, ...] | None = None
-    method: str = "exact"
-    ig_steps: int = 0
-    hybrid_top: int = 20
-    direction: str = "noising"
+    mode: str = "zero"  # how a head is removed: a registered ablation (zero, mean, uniform, oproj_slice, ...)
+    batch_size: int = field(default=16, type=parse_batch_size)  # ablation rows per forward pass, or auto (from free memory)
+    seed: int = 0  # bootstrap seed
+    n_bootstrap: int = 1000  # bootstrap resamples of every interval
+    template: str = "history"  # prompt template: history, chat or no-profile
+    max_length: int | None = None  # token limit per example (default: the model's context)
+    heads: tuple[Head, ...] | None = field(default=None, cmd=False)  # only these heads (default all)
+    method: str = "exact"  # exact, attribution, hybrid or activation-patching
+    ig_steps: int = 0  # attribution: integrated-gradient steps (0: plain attribution patching)
+    hybrid_top: int = 20  # hybrid: heads rescored exactly after attribution
+    direction: str = "noising"  # activation patching: noising or denoising
 
     def __post_init__(self) -> None:
-        if self.mode not in MASK_MODES:
-            raise DpsLensError(
-                f"unknown mask mode {self.mode!r}; use one of {', '.join(MASK_MODES)}"
-            )
+        get_ablation(self.mode)  # raises, naming the registered modes
         if self.method not in METHODS:
             raise DpsLensError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
         if self.direction not in DIRECTIONS:
@@ -211,7 +215,7 @@ def _forward_unit(
     encoded: Sequence[EncodedExample],
     unit: _Unit,
     pad_id: int,
-    mode: MaskMode,
+    mode: str,
     means: Tensor | None,
 ) -> Tensor:
     """Target NLL of every cell of ``unit``, copy-major (``[heads × examples]``).
@@ -348,11 +352,7 @@ def score_heads(
         return _hybrid(model, examples, config, template, checkpoint_dir, progress)
     template = template or get_template(config.template)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    heads = (
-        list(config.heads)
-        if config.heads is not None
-        else [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    )
+    heads = list(config.heads) if config.heads is not None else all_heads(n_layers, n_heads)
     for layer, head in heads:
         check_head(layer, head, n_layers, n_heads)
     encoder = encoder_for(model, template, config.max_length)
@@ -373,7 +373,7 @@ def score_heads(
 
     means = (
         head_means(model, _reference_batches(encoded, config.batch_size, pad_id))
-        if config.mode == "mean"
+        if get_ablation(config.mode).needs_means
         else None
     )
 

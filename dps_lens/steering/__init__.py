@@ -1,20 +1,40 @@
 """Steered decoding: Differential Preference Steering and the baselines, one ``generate``."""
 
 from dps_lens.steering.generate import Generation, generate
-from dps_lens.steering.methods import Steering, cad, decore, dps, plain, random_heads, reference
+from dps_lens.steering.methods import (
+    MethodConfig,
+    Steering,
+    SteeringContext,
+    cad,
+    decore,
+    dps,
+    get_method,
+    method_config,
+    method_names,
+    plain,
+    random_heads,
+    reference,
+    register_method,
+)
 from dps_lens.steering.rules import ContrastRule
 from dps_lens.steering.sampling import Sampling
 
 __all__ = [
     "ContrastRule",
     "Generation",
+    "MethodConfig",
     "Sampling",
     "Steering",
+    "SteeringContext",
     "cad",
     "decore",
     "dps",
     "generate",
+    "get_method",
+    "method_config",
+    "method_names",
     "plain",
     "random_heads",
     "reference",
+    "register_method",
 ]

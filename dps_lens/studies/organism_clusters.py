@@ -25,8 +25,8 @@ from dps_lens.clusters import (
 )
 from dps_lens.clusters.groups_io import save_groups
 from dps_lens.evaluation import EvalConfig, evaluate_methods, table_rows
+from dps_lens.heads import format_heads
 from dps_lens.headsets import jaccard, ranking
-from dps_lens.interventions import head_names
 from dps_lens.models import load_model
 from dps_lens.organism.planted import group_designated_heads
 from dps_lens.organism.world import World, WorldConfig
@@ -151,8 +151,8 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## {report['model']}: global vs cluster-routed DPS (γ = {report['gamma']:g})",
         "",
-        f"Planted heads: group 0 (formal) {head_names(report['planted']['0'])}; group 1 (casual) "
-        f"{head_names(report['planted'].get('1', []))}. Global top heads: {head_names(report['global_top_heads'])}.",
+        f"Planted heads: group 0 (formal) {format_heads(report['planted']['0'])}; group 1 (casual) "
+        f"{format_heads(report['planted'].get('1', []))}. Global top heads: {format_heads(report['global_top_heads'])}.",
         f"Cluster purity (share of users in a cluster of their own group): {report['cluster_purity']:.3f}.",
         "",
         "| cluster | users | majority group | top heads | planted | Jaccard |",
@@ -160,8 +160,8 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     for name, c in report["clusters"].items():
         lines.append(
-            f"| {name} | {c['users']} | {c['majority_group']} | {head_names(c['top_heads'])} | "
-            f"{head_names(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
+            f"| {name} | {c['users']} | {c['majority_group']} | {format_heads(c['top_heads'])} | "
+            f"{format_heads(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
         )
     lines += [
         "",

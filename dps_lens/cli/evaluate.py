@@ -1,0 +1,66 @@
+"""``dps-lens evaluate``: compare decoding methods on the same held-out users (table + outputs)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import simple_parsing
+from simple_parsing import flag
+
+from dps_lens.cli.command import command
+from dps_lens.cli.decoding import build_decoding
+from dps_lens.cli.method_flags import add_method_flags
+from dps_lens.cli.options import DataOptions, DecodeOptions, ModelOptions
+from dps_lens.errors import DpsLensError
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig(ModelOptions, DataOptions, DecodeOptions):
+    # comma-separated registered methods
+    methods: str = "plain,cad,dps,dps_shared_prefill,random_heads"
+    # all users, or one side of a seeded user-disjoint split
+    users: Literal["all", "discovery", "evaluation"] = "evaluation"
+    # generation, classification, regression or organism (default: from the data)
+    task: str | None = None
+    # output directory (per-method JSONL, results.csv, results.md)
+    out: Path = Path("runs/evaluate")
+    progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
+
+    def method_names(self) -> list[str]:
+        return [name.strip() for name in self.methods.split(",") if name.strip()]
+
+
+def _extend(parser: simple_parsing.ArgumentParser) -> None:
+    add_method_flags(parser, command_fields=set(EvaluateConfig.__dataclass_fields__))
+
+
+@command(
+    "evaluate", help="compare decoding methods on held-out users (table + outputs)", extend=_extend
+)
+def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
+    from dps_lens.evaluation import EvalConfig, evaluate_methods, markdown_table
+
+    if config.data is None:
+        raise DpsLensError("evaluate needs --data FILE")
+    examples = config.examples()
+    model = config.load()
+    decoding = build_decoding(config.method_names(), config, namespace, model, examples)
+    eval_config = EvalConfig(
+        task=config.task,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        template=config.template,
+        max_length=config.max_length,
+        seed=config.seed,
+        extra_stop_ids=decoding.stop,
+    )
+    started = time.perf_counter()
+    results = evaluate_methods(
+        model, examples, decoding.steerings, eval_config, config.out, config.progress
+    )
+    print(markdown_table(results), end="")
+    print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")

@@ -1,0 +1,154 @@
+"""What a steered decoder contrasts (``Steering``) and the registry of decoding methods.
+
+A method is a frozen config dataclass registered by name with ``@register_method``: its fields
+are the method's parameters (the CLI turns them into flags), and ``build`` turns it, with the
+heads and reference data of a ``SteeringContext``, into the ``Steering`` that ``generate`` runs.
+Parameter sweeps are lists of configs, never names with parameters encoded in them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from jaxtyping import Float
+from torch import Tensor
+
+from dps_lens.data.example import PreferenceExample
+from dps_lens.data.prompts import PromptTemplate
+from dps_lens.errors import DpsLensError
+from dps_lens.heads import Head
+from dps_lens.interventions import HeadMask, get_ablation
+from dps_lens.plugins import load_plugins
+from dps_lens.steering.rules import ContrastRule
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+Contrast = Literal["none", "heads", "profile"]
+MaskedRun = Literal["exact", "shared_prefill"]
+MASKED_RUNS: tuple[str, ...] = ("exact", "shared_prefill")
+HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
+
+
+@dataclass(frozen=True)
+class Steering:
+    """A decoding method ready to run. ``weights`` is ``[n_layers, n_heads]`` or one map per input
+    ``[n_inputs, n_layers, n_heads]`` (per-user routing); ``means`` serves mean ablation."""
+
+    name: str = "plain"
+    contrast: Contrast = "none"
+    rule: ContrastRule = field(default_factory=ContrastRule)
+    weights: Float[Tensor, "*inputs n_layers n_heads"] | None = None
+    mode: str = "zero"
+    masked_run: MaskedRun = "exact"
+    means: Float[Tensor, "n_layers n_heads d_head"] | None = None
+    template: PromptTemplate | None = None
+
+    def __post_init__(self) -> None:
+        ablation = get_ablation(self.mode)
+        if self.masked_run not in MASKED_RUNS:
+            raise DpsLensError(
+                f"unknown masked_run {self.masked_run!r}; use one of {', '.join(MASKED_RUNS)}"
+            )
+        if self.contrast == "heads" and self.weights is None:
+            raise DpsLensError(f"method {self.name!r} needs heads or a head weight map")
+        if ablation.needs_means and self.contrast == "heads" and self.means is None:
+            raise DpsLensError(
+                f"mode={self.mode!r} needs reference means: pass "
+                "means=dps_lens.interventions.reference_means(model, examples)"
+            )
+
+    @property
+    def heads(self) -> list[Head]:
+        return HeadMask(self.weights).heads if self.weights is not None else []
+
+
+@dataclass(frozen=True)
+class SteeringContext:
+    """What a method config is built with: the model, the preference heads (pairs, a mask or a
+    weight map), reference means, the inputs to decode (in order, for per-input routing) and the
+    discovery output they came from."""
+
+    model: TransformerBridge
+    heads: HeadsOrWeights | None = None
+    means: Float[Tensor, "n_layers n_heads d_head"] | None = None
+    examples: Sequence[PreferenceExample] | None = None
+    source: Path | None = None
+    k: int | None = None
+
+    def require_heads(self, method: str) -> HeadsOrWeights:
+        heads = self.heads
+        if heads is None or (not isinstance(heads, (Tensor, HeadMask)) and not list(heads)):
+            raise DpsLensError(
+                f"method {method!r} needs heads (pass --heads DIR from dps-lens discover)"
+            )
+        return heads
+
+
+@dataclass(frozen=True)
+class MethodConfig(ABC):
+    """Base of every registered decoding method: a frozen dataclass of its parameters."""
+
+    name: ClassVar[str]
+    needs_heads: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    @property
+    def ablation_mode(self) -> str | None:
+        """The ablation its contrast run uses, if it masks heads (decides whether means are needed)."""
+        return None
+
+    @property
+    def needs_means(self) -> bool:
+        mode = self.ablation_mode
+        return mode is not None and get_ablation(mode).needs_means
+
+    def params(self) -> dict[str, Any]:
+        """The parameters as a plain dict (what result files record)."""
+        return dataclasses.asdict(self)
+
+    @abstractmethod
+    def build(self, context: SteeringContext) -> Steering:
+        """The ``Steering`` that ``generate`` runs for this method."""
+
+
+STEERING_METHODS: dict[str, type[MethodConfig]] = {}
+
+
+def register_method(cls: type[MethodConfig]) -> type[MethodConfig]:
+    """Class decorator: make the config dataclass ``cls`` available by its ``name``."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or not dataclasses.is_dataclass(cls):
+        raise DpsLensError(f"steering method {cls.__name__} must be a dataclass with a `name`")
+    STEERING_METHODS[name] = cls
+    return cls
+
+
+def method_names() -> tuple[str, ...]:
+    """Registered methods (plugins included), in registration order."""
+    load_plugins()
+    return tuple(STEERING_METHODS)
+
+
+def get_method(name: str) -> type[MethodConfig]:
+    """The config class registered as ``name``."""
+    if name not in method_names():
+        raise DpsLensError(f"unknown method {name!r}; use one of {', '.join(STEERING_METHODS)}")
+    return STEERING_METHODS[name]
+
+
+def method_config(name: str, **params: Any) -> MethodConfig:
+    """``name``'s config with ``params`` (unknown parameters are an error naming the valid ones)."""
+    cls = get_method(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise DpsLensError(
+            f"method {name!r} has no parameter {', '.join(unknown)}; it takes {', '.join(sorted(known)) or 'none'}"
+        )
+    return cls(**params)
