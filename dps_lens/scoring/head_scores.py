@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Float
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -181,7 +182,13 @@ class HeadScores:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             tensors = load_file(tensors_path)
-        except (json.JSONDecodeError, OSError, RuntimeError) as exc:
+        except (
+            json.JSONDecodeError,
+            OSError,
+            RuntimeError,
+            SafetensorError,
+            UnicodeDecodeError,
+        ) as exc:
             raise DataFormatError(f"{directory}: unreadable head-score files ({exc})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise DataFormatError(
@@ -189,9 +196,45 @@ class HeadScores:
                 f"(expected {FORMAT_VERSION})"
             )
         scores = cls.__new__(cls)
-        scores.per_example, scores.clean_loss = tensors["per_example"], tensors["clean_loss"]
-        scores.mean, scores.stderr = tensors["mean"], tensors["stderr"]
-        scores.ci_low, scores.ci_high = tensors["ci_low"], tensors["ci_high"]
-        scores.model_id, scores.data_hash = meta["model_id"], meta["data_hash"]
-        scores.example_ids, scores.config = list(meta["example_ids"]), dict(meta["config"])
+        try:
+            scores.per_example, scores.clean_loss = tensors["per_example"], tensors["clean_loss"]
+            scores.mean, scores.stderr = tensors["mean"], tensors["stderr"]
+            scores.ci_low, scores.ci_high = tensors["ci_low"], tensors["ci_high"]
+            scores.model_id, scores.data_hash = str(meta["model_id"]), str(meta["data_hash"])
+            scores.example_ids, scores.config = list(meta["example_ids"]), dict(meta["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{directory}: head-score files lack or mistype {exc}") from None
+        _check_saved(scores, directory)
         return scores
+
+
+def _check_saved(scores: HeadScores, directory: Path) -> None:
+    """Refuse saved scores whose parts disagree (edited or mixed-up files)."""
+    per_example = scores.per_example
+    problems = []
+    if per_example.dim() != 3:
+        problems.append(
+            f"per_example has shape {tuple(per_example.shape)}, not [examples, layers, heads]"
+        )
+    else:
+        n, layers_heads = per_example.shape[0], tuple(per_example.shape[1:])
+        if tuple(scores.clean_loss.shape) != (n,):
+            problems.append(f"clean_loss has shape {tuple(scores.clean_loss.shape)}, not ({n},)")
+        if len(scores.example_ids) != n:
+            problems.append(f"{len(scores.example_ids)} example ids for {n} rows of per_example")
+        for name in ("mean", "stderr", "ci_low", "ci_high"):
+            if tuple(getattr(scores, name).shape) != layers_heads:
+                problems.append(
+                    f"{name} has shape {tuple(getattr(scores, name).shape)}, not {layers_heads}"
+                )
+        if not problems:
+            with torch.no_grad():
+                mean = per_example.nanmean(0)
+            scored = ~torch.isnan(scores.mean)
+            if not torch.allclose(mean[scored], scores.mean[scored], atol=1e-5, rtol=1e-4):
+                problems.append("mean does not equal the mean of per_example")
+    if problems:
+        raise DataFormatError(
+            f"{directory}: saved head scores are inconsistent ({'; '.join(problems)}); "
+            "rerun dps-lens discover into a fresh --out directory"
+        )

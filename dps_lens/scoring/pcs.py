@@ -69,12 +69,16 @@ class ScanConfig:
     """
 
     mode: str = "zero"  # how a head is removed: a registered ablation (zero, mean, uniform, oproj_slice, ...)
-    batch_size: int = field(default=16, type=parse_batch_size)  # ablation rows per forward pass, or auto (from free memory)
+    batch_size: int = field(
+        default=16, type=parse_batch_size
+    )  # ablation rows per forward pass, or auto (from free memory)
     seed: int = 0  # bootstrap seed
     n_bootstrap: int = 1000  # bootstrap resamples of every interval
     template: str = "history"  # prompt template: history, chat or no-profile
     max_length: int | None = None  # token limit per example (default: the model's context)
-    heads: tuple[Head, ...] | None = field(default=None, cmd=False)  # only these heads (default all)
+    heads: tuple[Head, ...] | None = field(
+        default=None, cmd=False
+    )  # only these heads (default all)
     method: str = "exact"  # exact, attribution, hybrid or activation-patching
     ig_steps: int = 0  # attribution: integrated-gradient steps (0: plain attribution patching)
     hybrid_top: int = 20  # hybrid: heads rescored exactly after attribution
