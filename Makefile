@@ -6,13 +6,13 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install wordnet chromium browser-assets demo test figures screenshots lint organisms validate clean
+.PHONY: install wordnet chromium browser-assets demo test figures screenshots lint typecheck organisms validate docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[dev,clusters]"
+	$(BIN)/pip install --quiet -e ".[dev,clusters,docs]"
 	touch $(STAMP)
 
 install: $(STAMP) wordnet chromium
@@ -70,8 +70,17 @@ validate: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-planted --out runs/validate/planted
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-free --out runs/validate/free
 
+# Lint, format and type checks (CI runs all three before the tests).
 lint: $(STAMP)
 	$(BIN)/ruff check dps_lens tests benchmarks
+	$(BIN)/ruff format --check dps_lens tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/pyright
+
+# The documentation site (mkdocs-material + mkdocstrings), built offline into site/; any warning fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .cache

@@ -112,6 +112,23 @@ def top(mean: torch.Tensor, k: int) -> set[int]:
     )
 
 
+def markdown(rows: list[dict]) -> str:
+    """The results table of ``discovery-<tag>.md``, from the rows of ``discovery-<tag>.json``."""
+    lines = [
+        "| case | method | wall (s) | × faster than loop | peak RSS (MB) | max abs diff vs loop "
+        "| Spearman vs exact | top-10 overlap with exact |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        diff = f"{r['max_abs_diff_vs_loop']:.1e}" if r["max_abs_diff_vs_loop"] is not None else ""
+        rho = f"{r['spearman_vs_exact']:.3f}" if r["spearman_vs_exact"] is not None else ""
+        lines.append(
+            f"| {r['case']} | {r['method']} | {r['seconds']:.1f} | {r['speedup_vs_loop']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {diff} | {rho} | {r['top10_overlap_vs_exact']}/10 |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -157,20 +174,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "gpu" if torch.cuda.is_available() else "cpu"
     (args.out / f"discovery-{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "| case | method | wall (s) | × faster than loop | peak RSS (MB) | max abs diff vs loop "
-        "| Spearman vs exact | top-10 overlap with exact |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        diff = f"{r['max_abs_diff_vs_loop']:.1e}" if r["max_abs_diff_vs_loop"] is not None else ""
-        rho = f"{r['spearman_vs_exact']:.3f}" if r["spearman_vs_exact"] is not None else ""
-        lines.append(
-            f"| {r['case']} | {r['method']} | {r['seconds']:.1f} | {r['speedup_vs_loop']:.1f} | "
-            f"{r['peak_rss_mb']:.0f} | {diff} | {rho} | {r['top10_overlap_vs_exact']}/10 |"
-        )
-    (args.out / f"discovery-{tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(rows)
+    (args.out / f"discovery-{tag}.md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

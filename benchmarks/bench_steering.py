@@ -7,6 +7,10 @@ against ``plain`` (the same engine without a contrast) measured in the same run;
 ``generate`` (greedy, KV cache) is timed too, as the outside peer of ``plain``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_steering.py --out benchmarks/results
+
+The steered heads are read from saved discovery results (``dps_lens.selection.read_heads``):
+``--heads`` for SmolLM2 (default: the committed ``results/smollm2-lamp7/discover``, top 10) and
+``--organism-heads`` for the organism (default: the committed organism study's scan, top 3).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from dps_lens.data import PreferenceExample, load_examples
 from dps_lens.data.encoding import encoder_for
 from dps_lens.data.prompts import get_template
 from dps_lens.models import load_model
+from dps_lens.selection import read_heads
 from dps_lens.steering import Steering, cad, dps, generate, plain
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 SMOLLM2 = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
 LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
 NEW_TOKENS = 32
@@ -111,6 +117,7 @@ def bench_model(name: str, spec: str, heads, template: str, lengths, repeats: in
                     "model": name,
                     "target_length": length,
                     "method": method,
+                    "heads": [list(h) for h in heads],
                     **values,
                     "per_token_vs_plain": values["decode_s_per_token"] / base["decode_s_per_token"],
                     "end_to_end_vs_plain": values["end_to_end_s"] / base["end_to_end_s"],
@@ -152,16 +159,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lengths", default="128,512,1024")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--heads", type=Path, default=ROOT / "results" / "smollm2-lamp7" / "discover",
+        help="SmolLM2 heads: a dps-lens discover output directory or a top_k.json",
+    )  # fmt: skip
+    parser.add_argument("--k", type=int, default=10, help="SmolLM2: steer the top K heads")
+    parser.add_argument(
+        "--organism-heads", type=Path,
+        default=ROOT / "results" / "study-organism-planted" / "discover",
+        help="organism heads: a dps-lens discover output directory or a top_k.json",
+    )  # fmt: skip
+    parser.add_argument("--organism-k", type=int, default=3, help="organism: the top K heads")
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
     torch.manual_seed(0)
+    organism_heads = read_heads(args.organism_heads, args.organism_k)
+    print(f"organism-planted heads ({args.organism_heads}): {organism_heads}")
     rows = bench_model(
-        "organism-planted", "organism-planted", [(1, 1), (1, 3), (2, 2)], "history", lengths,
-        args.repeats,
-    )  # fmt: skip
+        "organism-planted", "organism-planted", organism_heads, "history", lengths, args.repeats
+    )
     if SMOLLM2.exists():
-        # The top LaMP-7 heads of SmolLM2 (dps-lens discover, README): the first sits in layer 1.
-        heads = [(1, 3), (1, 5), (16, 0), (1, 4), (1, 0), (15, 7), (17, 2), (11, 2), (17, 8), (15, 3)]  # fmt: skip
+        heads = read_heads(args.heads, args.k)
+        print(f"SmolLM2 heads ({args.heads}): {heads}")
         rows += bench_model("SmolLM2-135M", str(SMOLLM2), heads, "chat", lengths, args.repeats)
     else:
         print(f"{SMOLLM2} not present: SmolLM2 rows skipped")

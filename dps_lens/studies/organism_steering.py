@@ -112,12 +112,18 @@ def run_study(
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / "sweep.json", report)
-    text = (
-        f"## {model_name}: personalization [95% CI] · coherence perplexity\n\n"
-        f"Top heads (discovery users): {', '.join(f'L{l}H{h}' for l, h in ranking[:6])}\n\n"
-        f"### γ sweep (top-3 heads)\n\n{_markdown(rows, 'gamma', 'gamma')}\n"
-        f"### K sweep (γ = 1)\n\n{_markdown(rows, 'k', 'k')}"
-    )
+    text = sweep_markdown(report)
     atomic_write_text(out / "sweep.md", text)
     report["markdown"] = text
     return report
+
+
+def sweep_markdown(report: dict[str, Any]) -> str:
+    """``sweep.md`` from the report of ``run_study`` (or its ``sweep.json``): the γ and K tables."""
+    rows = report["rows"]
+    return (
+        f"## {report['model']}: personalization [95% CI] · coherence perplexity\n\n"
+        f"Top heads (discovery users): {', '.join(f'L{l}H{h}' for l, h in report['top_heads'])}\n\n"
+        f"### γ sweep (top-3 heads)\n\n{_markdown(rows, 'gamma', 'gamma')}\n"
+        f"### K sweep (γ = 1)\n\n{_markdown(rows, 'k', 'k')}"
+    )

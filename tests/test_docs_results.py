@@ -1,0 +1,140 @@
+"""The docs' result tables are generated, never typed: every committed Markdown table under
+``results/`` and ``benchmarks/results/`` equals what the code that wrote it renders from the
+committed JSON beside it, and every ``--8<--`` include in ``docs/`` names an existing file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+IGNORED = {"methods", "checkpoint"}  # per-example outputs and checkpoints: results/.gitignore
+INCLUDE = re.compile(r"""^\s*--8<--\s+["']([^"']+)["']\s*$""", re.MULTILINE)
+
+
+def _benchmark(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` imported as a module (it is not part of the package)."""
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _validate_report(report: dict[str, Any]) -> str:
+    from dps_lens.organism.validate import report_markdown
+
+    return report_markdown(report)
+
+
+def _steering_sweep(report: dict[str, Any]) -> str:
+    from dps_lens.studies.organism_steering import sweep_markdown
+
+    return sweep_markdown(report)
+
+
+def _cluster_report(report: dict[str, Any]) -> str:
+    from dps_lens.studies.organism_clusters import report_markdown
+
+    return report_markdown(report)
+
+
+def _renderer(report: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
+    """The package function that wrote a result's Markdown, recognised by the JSON's keys."""
+    if "modes" in report and "designated_heads" in report:
+        return _validate_report
+    if "clusters" in report and "cluster_purity" in report:
+        return _cluster_report
+    if "rows" in report and "top_heads" in report:
+        return _steering_sweep
+    raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
+
+
+def _committed(pattern: str) -> list[Path]:
+    """Files under ``results/`` matching ``pattern``, less the git-ignored local outputs."""
+    return sorted(p for p in RESULTS.rglob(pattern) if not IGNORED & set(p.parts))
+
+
+def _json_md_pairs() -> list[Path]:
+    """Committed ``results/**/X.json`` files that have an ``X.md`` beside them."""
+    return [p for p in _committed("*.json") if p.with_suffix(".md").exists()]
+
+
+def test_results_are_committed() -> None:
+    assert (RESULTS / "validate" / "planted" / "report.json").exists()
+    assert (RESULTS / "study-organism-planted" / "sweep.json").exists()
+    assert (RESULTS / "study-organism-clusters" / "report.json").exists()
+    assert _json_md_pairs()
+
+
+@pytest.mark.parametrize("path", _json_md_pairs(), ids=lambda p: str(p.relative_to(RESULTS)))
+def test_result_markdown_is_rendered_from_its_json(path: Path) -> None:
+    report = json.loads(path.read_text(encoding="utf-8"))
+    rendered = _renderer(report)(report)
+    assert rendered == path.with_suffix(".md").read_text(encoding="utf-8"), (
+        f"{path.with_suffix('.md')} differs from what the package renders from {path.name}; "
+        "rerun the command that wrote it instead of editing it"
+    )
+
+
+def test_every_result_markdown_has_a_source() -> None:
+    """No hand-written tables: each Markdown file under results/ has its JSON, or is timings.md
+    (collected by benchmarks/timings.py) or the folder's README."""
+    generated_elsewhere = {RESULTS / "timings.md", RESULTS / "README.md"}
+    orphans = [
+        p.relative_to(ROOT)
+        for p in _committed("*.md")
+        if not p.with_suffix(".json").exists() and p not in generated_elsewhere
+    ]
+    assert not orphans
+
+
+def test_timings_table_is_collected_from_the_results() -> None:
+    timings = _benchmark("timings")
+    rows = timings.collect(ROOT)
+    assert rows and all(r["seconds"] > 0 for r in rows)
+    assert timings.markdown(rows) == (RESULTS / "timings.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["steering", "discovery"])
+def test_benchmark_markdown_is_rendered_from_its_json(name: str) -> None:
+    module = _benchmark(f"bench_{name}")
+    for path in sorted((ROOT / "benchmarks" / "results").glob(f"{name}-*.json")):
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        assert module.markdown(rows) == path.with_suffix(".md").read_text(encoding="utf-8"), path
+
+
+def _includes() -> list[tuple[Path, str]]:
+    pages = sorted((ROOT / "docs").rglob("*.md"))
+    return [(page, target) for page in pages for target in INCLUDE.findall(page.read_text())]
+
+
+def test_docs_include_results() -> None:
+    targets = {target for _, target in _includes()}
+    assert "results/validate/planted/report.md" in targets
+    assert "results/study-organism-clusters/report.md" in targets
+
+
+@pytest.mark.parametrize(
+    "page,target", _includes(), ids=lambda v: str(v.relative_to(ROOT)) if isinstance(v, Path) else v
+)
+def test_docs_include_points_to_a_file(page: Path, target: str) -> None:
+    assert (ROOT / target).is_file(), f"{page.relative_to(ROOT)} includes missing {target}"
+
+
+def test_no_bench_script_lists_heads_by_hand() -> None:
+    """Benchmarks read their heads from saved discovery results, never from literal lists."""
+    pair = re.compile(r"\(\s*\d+\s*,\s*\d+\s*\)\s*,\s*\(\s*\d+\s*,\s*\d+\s*\)")
+    for script in (ROOT / "benchmarks").glob("*.py"):
+        assert not pair.search(script.read_text()), script
