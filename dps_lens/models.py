@@ -36,7 +36,9 @@ from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 LoadHook = Callable[[TransformerBridge, Path | None], None]
 """Called on every loaded bridge with the local directory it came from (None for GGUF or hub)."""
 
-NAMED_MODELS: dict[str, Callable[[], Path]] = {name: partial(tiny_model_dir, name) for name in TINY_MODELS}
+NAMED_MODELS: dict[str, Callable[[], Path]] = {
+    name: partial(tiny_model_dir, name) for name in TINY_MODELS
+}
 LOAD_HOOKS: list[LoadHook] = []
 
 
@@ -97,10 +99,27 @@ class ModelInfo:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` picks CUDA when available, else CPU."""
+    """``None``/``"auto"`` picks CUDA when available, else CPU; a device this torch build cannot
+    use is a ``ModelLoadError`` naming the ones it can."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(
+            f"--device {device!r} is not a device: {exc}; use auto, cpu or cuda[:N]"
+        ) from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda" and torch.cuda.is_available():
+        if resolved.index is None or resolved.index < torch.cuda.device_count():
+            return resolved
+    if resolved.type == "mps" and torch.backends.mps.is_available():
+        return resolved
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    raise ModelLoadError(
+        f"device {str(resolved)!r} is not available here ({count} CUDA devices); pass --device auto or cpu"
+    )
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -210,7 +229,8 @@ def load_model(
     path = Path(spec_str).expanduser()
     hf_model = None
     if spec_str in named_models():
-        source = str(NAMED_MODELS[spec_str]())
+        with _quiet_loading():  # a test model may be built into the cache on first use
+            source = str(NAMED_MODELS[spec_str]())
     elif path.exists():
         gguf = _find_gguf(path)
         if gguf is not None:
@@ -262,10 +282,23 @@ def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:
         raise ModelLoadError(
             "loading a GGUF checkpoint needs the `gguf` package: pip install gguf"
         ) from None
-    with _quiet_loading():
-        return AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=dtype
-        ).eval()
+    with gguf.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(
+            f"{gguf} is not a GGUF file (it does not start with the GGUF magic bytes)"
+        )
+    try:
+        with _quiet_loading():
+            return AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=dtype
+            ).eval()
+    except Exception as exc:  # the gguf reader raises many types for a damaged file
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelLoadError(
+            f"{gguf} could not be read as a GGUF checkpoint ({type(exc).__name__}: {first}); "
+            "the file may be truncated: fetch it again"
+        ) from None
 
 
 def model_info(model: TransformerBridge) -> ModelInfo:

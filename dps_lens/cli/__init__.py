@@ -16,11 +16,13 @@ from dps_lens.errors import DpsLensError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
+DESCRIPTION = "Find the attention heads that carry user preferences and steer generation with them."
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dps-lens`` with ``argv`` (default: the process arguments); the exit status."""
     try:
-        namespace = build_parser(__doc__.splitlines()[0]).parse_args(argv)
+        namespace = build_parser(DESCRIPTION).parse_args(argv)
         namespace._command.run(namespace.config, namespace)
     except DpsLensError as exc:
         print(f"error: {exc}", file=sys.stderr)

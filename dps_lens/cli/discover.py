@@ -15,6 +15,7 @@ from simple_parsing import flag
 from dps_lens.cli.command import command
 from dps_lens.cli.options import DataOptions, ModelOptions
 from dps_lens.errors import DpsLensError
+from dps_lens.outdir import claim_output
 from dps_lens.scoring import ScanConfig
 
 
@@ -68,39 +69,44 @@ def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:
     if config.data is None:
         raise DpsLensError("discover needs --data FILE")
     n_clusters = config.n_clusters() if config.by == "cluster" else None
-    examples = config.examples()
-    model = config.load()
-    scan = config.scan_config(int(model.cfg.n_layers), int(model.cfg.n_heads))
-    started = time.perf_counter()
-    scores = score_heads(
-        model, examples, scan, checkpoint_dir=config.out / "checkpoint", progress=config.progress
-    )
-    scores.save(config.out)
-    k = min(config.k, len(scores.ranked()))
-    if k < config.k:
-        print(
-            f"warning: --k {config.k} is more than the {k} heads scored; saving the top {k}",
-            file=sys.stderr,
-        )
-    scores.save_reports(config.out, k)
-    write_html(pcs_heatmap(scores), config.out / "heatmap.html")
-    print(
-        f"scored {len(scores.ranked())} heads on {scores.n_examples} examples "
-        f"in {time.perf_counter() - started:.1f} s -> {config.out}"
-    )
-    print(scores.format_top(k))
-    if config.by != "global":
-        from dps_lens.clusters.discovery import save_group_scores
-
-        summary = save_group_scores(
-            scores,
+    with claim_output(config.out):
+        examples = config.examples()
+        model = config.load()
+        scan = config.scan_config(int(model.cfg.n_layers), int(model.cfg.n_heads))
+        started = time.perf_counter()
+        scores = score_heads(
+            model,
             examples,
-            config.out,
-            config.by,
-            k,
-            min_examples=config.min_examples,
-            n_clusters=n_clusters,
-            encoder=config.encoder,
-            seed=config.seed,
+            scan,
+            checkpoint_dir=config.out / "checkpoint",
+            progress=config.progress,
         )
-        print(summary)
+        scores.save(config.out)
+        k = min(config.k, len(scores.ranked()))
+        if k < config.k:
+            print(
+                f"warning: --k {config.k} is more than the {k} heads scored; saving the top {k}",
+                file=sys.stderr,
+            )
+        scores.save_reports(config.out, k)
+        write_html(pcs_heatmap(scores), config.out / "heatmap.html")
+        print(
+            f"scored {len(scores.ranked())} heads on {scores.n_examples} examples "
+            f"in {time.perf_counter() - started:.1f} s -> {config.out}"
+        )
+        print(scores.format_top(k))
+        if config.by != "global":
+            from dps_lens.clusters.discovery import save_group_scores
+
+            summary = save_group_scores(
+                scores,
+                examples,
+                config.out,
+                config.by,
+                k,
+                min_examples=config.min_examples,
+                n_clusters=n_clusters,
+                encoder=config.encoder,
+                seed=config.seed,
+            )
+            print(summary)

@@ -16,6 +16,7 @@ from dps_lens.cli.decoding import build_decoding
 from dps_lens.cli.method_flags import add_method_flags
 from dps_lens.cli.options import DataOptions, DecodeOptions, ModelOptions
 from dps_lens.errors import DpsLensError
+from dps_lens.outdir import claim_output
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,21 +47,22 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
 
     if config.data is None:
         raise DpsLensError("evaluate needs --data FILE")
-    examples = config.examples()
-    model = config.load()
-    decoding = build_decoding(config.method_names(), config, namespace, model, examples)
-    eval_config = EvalConfig(
-        task=config.task,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        template=config.template,
-        max_length=config.max_length,
-        seed=config.seed,
-        extra_stop_ids=decoding.stop,
-    )
-    started = time.perf_counter()
-    results = evaluate_methods(
-        model, examples, decoding.steerings, eval_config, config.out, config.progress
-    )
-    print(markdown_table(results), end="")
-    print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")
+    with claim_output(config.out):
+        examples = config.examples()
+        model = config.load()
+        decoding = build_decoding(config.method_names(), config, namespace, model, examples)
+        eval_config = EvalConfig(
+            task=config.task,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            template=config.template,
+            max_length=config.max_length,
+            seed=config.seed,
+            extra_stop_ids=decoding.stop,
+        )
+        started = time.perf_counter()
+        results = evaluate_methods(
+            model, examples, decoding.steerings, eval_config, config.out, config.progress
+        )
+        print(markdown_table(results), end="")
+        print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")

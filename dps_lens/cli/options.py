@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Literal
 
 from simple_parsing import field
 
-from dps_lens.checks import check_positive
+from dps_lens.checks import check_float, check_positive
 from dps_lens.data import PreferenceExample, load_examples, sample_examples, split_by_user
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+
+
+def _next_post_init(config: object, after: type) -> None:
+    """Run the next ``__post_init__`` in ``config``'s MRO after class ``after`` (option groups are
+    combined by inheritance; each checks its own fields)."""
+    post_init = getattr(super(after, config), "__post_init__", None)
+    if post_init is not None:
+        post_init()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +49,8 @@ class DataOptions:
 
     def __post_init__(self) -> None:
         check_positive("--n", self.n)
+        check_float("--discovery-fraction", self.discovery_fraction, low=0, high=1, low_open=True)
+        _next_post_init(self, DataOptions)
 
     def examples(self) -> list[PreferenceExample]:
         """The examples of ``data``, restricted to ``users``, then ``n`` sampled with ``seed``."""
@@ -69,3 +79,4 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         for name in ("k", "max_new_tokens", "max_length", "batch_size"):
             check_positive(f"--{name.replace('_', '-')}", getattr(self, name))
+        _next_post_init(self, DecodeOptions)

@@ -12,6 +12,7 @@ from simple_parsing import field, flag
 
 from dps_lens.checks import check_positive
 from dps_lens.cli.command import command
+from dps_lens.outdir import claim_output
 
 Organism = Literal["organism-free", "organism-planted", "organism-groups"]
 
@@ -36,7 +37,8 @@ def train(config: TrainConfig, namespace: argparse.Namespace) -> None:
     if config.steps is not None:
         organism = dataclasses.replace(organism, steps=config.steps)
     out = config.out or organism_weights_dir(config.name)
-    card = train_organism(organism, out, progress=config.progress)
+    with claim_output(out):
+        card = train_organism(organism, out, progress=config.progress)
     rates = card["personalization"]
     print(
         f"{config.name}: final loss {card['final_train_loss']} nats in {card['train_seconds']} s; "
@@ -92,14 +94,15 @@ def validate(config: ValidateConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.models import load_model
     from dps_lens.organism.validate import report_markdown, validate_organism, write_report
 
-    report = validate_organism(
-        load_model(config.model, device="cpu"),
-        n_discovery_users=config.discovery_users,
-        n_evaluation_users=config.evaluation_users,
-        n_random=config.random_draws,
-        seed=config.seed,
-        progress=True,
-    )
-    write_report(report, config.out)
+    with claim_output(config.out):
+        report = validate_organism(
+            load_model(config.model, device="cpu"),
+            n_discovery_users=config.discovery_users,
+            n_evaluation_users=config.evaluation_users,
+            n_random=config.random_draws,
+            seed=config.seed,
+            progress=True,
+        )
+        write_report(report, config.out)
     print(report_markdown(report))
     print(f"validated in {report['seconds']} s -> {config.out}")

@@ -14,6 +14,7 @@ from dps_lens.cli.decoding import build_decoding
 from dps_lens.cli.method_flags import add_method_flags
 from dps_lens.cli.options import DataOptions, DecodeOptions, ModelOptions
 from dps_lens.errors import DpsLensError
+from dps_lens.outdir import check_writable_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,25 +38,36 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
 def run(config: SteerConfig, namespace: argparse.Namespace) -> None:
 
     from dps_lens._io import atomic_write_text
-    from dps_lens.steering import Sampling, generate, plain
+    from dps_lens.steering import Generation, Sampling, Steering, generate, plain
 
     if bool(config.prompt) == (config.data is not None):
         raise DpsLensError("give either --prompt (repeatable) or --data FILE")
+    if config.out is not None:
+        if config.out.is_dir():
+            raise DpsLensError(f"--out {config.out} is a directory; give a file name for the JSONL")
+        check_writable_dir(config.out.parent)
     model = config.load()
     examples = config.examples() if config.data is not None else None
     decoding = build_decoding([config.method], config, namespace, model, examples)
     steering = decoding.steerings[config.method]
     inputs = examples or config.prompt
     sampling = Sampling(config.temperature, config.top_p, config.seed)
-    options = dict(
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        template=config.template,
-        extra_stop_ids=decoding.stop,
-        max_length=config.max_length,
-    )
-    out = generate(model, inputs, steering, sampling, **options)
-    baseline = generate(model, inputs, plain(), sampling, **options) if config.compare else None
+
+    def decode(steering: Steering) -> Generation:
+        return generate(
+            model,
+            inputs,
+            steering,
+            sampling,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            template=config.template,
+            extra_stop_ids=decoding.stop,
+            max_length=config.max_length,
+        )
+
+    out = decode(steering)
+    baseline = decode(plain()) if config.compare else None
     rows = []
     for i, text in enumerate(out.texts):
         row = {"input": i, "method": steering.name, "output": text}

@@ -12,6 +12,7 @@ from simple_parsing import field, flag
 from dps_lens.checks import check_positive
 from dps_lens.cli.command import command
 from dps_lens.cli.organism import Organism
+from dps_lens.outdir import claim_output
 
 DEFAULT_MODELS = {"organism-steering": "organism-planted", "organism-clusters": "organism-groups"}
 
@@ -39,8 +40,9 @@ def run(config: StudyConfig, namespace: argparse.Namespace) -> None:
 
     model = config.model or DEFAULT_MODELS[config.name]
     out = config.out or Path("runs") / f"study-{model}"
-    report = run_study(
-        model, out, n_evaluation_users=config.evaluation_users, progress=config.progress
-    )
+    with claim_output(out):
+        report = run_study(
+            model, out, n_evaluation_users=config.evaluation_users, progress=config.progress
+        )
     print(report["markdown"])
     print(f"done in {report['seconds']} s -> {out}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -86,7 +86,10 @@ class HookZAblation(Ablation, ABC):
 ABLATIONS: dict[str, Ablation] = {}
 
 
-def register_ablation(cls: type[Ablation]) -> type[Ablation]:
+AblationType = TypeVar("AblationType", bound=Ablation)
+
+
+def register_ablation(cls: type[AblationType]) -> type[AblationType]:
     """Class decorator: make ``cls`` available by its ``name`` everywhere a mode is accepted."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:

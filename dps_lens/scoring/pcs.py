@@ -13,12 +13,14 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from simple_parsing import field
 from torch import Tensor
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 from dps_lens._io import atomic_write, atomic_write_json
 from dps_lens.data.encoding import (
     EncodedExample,
+    Encoder,
     collate,
     encoder_for,
     pad_id_of,
@@ -41,13 +44,22 @@ from dps_lens.interventions import ablate_heads, get_ablation, head_means
 from dps_lens.scoring.attribution import attribution_batch
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import forward_nll
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
 from dps_lens.scoring.patching import DIRECTIONS, patched_losses, source_activations
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
 
 
-METHODS = ("exact", "attribution", "hybrid", "activation-patching")
+COMPOSITE_METHODS = ("hybrid",)
+
+
+def scan_method_names() -> tuple[str, ...]:
+    """Every scan method: the registered planners and the composite ones."""
+    return (*SCAN_METHODS, *COMPOSITE_METHODS)
 
 
 def parse_batch_size(text: str) -> int:
@@ -86,8 +98,10 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         get_ablation(self.mode)  # raises, naming the registered modes
-        if self.method not in METHODS:
-            raise DpsLensError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.method not in scan_method_names():
+            raise DpsLensError(
+                f"unknown method {self.method!r}; use one of {', '.join(scan_method_names())}"
+            )
         if self.direction not in DIRECTIONS:
             raise DpsLensError(
                 f"unknown direction {self.direction!r}; use {' or '.join(DIRECTIONS)}"
@@ -104,7 +118,11 @@ class ScanConfig:
 
 
 def auto_batch_size(
-    model: Any, n_tokens: int, backward: bool = False, fraction: float = 0.4, cap: int = 64
+    model: TransformerBridge,
+    n_tokens: int,
+    backward: bool = False,
+    fraction: float = 0.4,
+    cap: int = 64,
 ) -> int:
     """Rows per forward whose activations fit in ``fraction`` of the free memory (GPU or RAM).
 
@@ -123,8 +141,9 @@ def auto_batch_size(
         per_row = 4 * (n_layers * per_layer + 3 * logits)
     else:
         per_row = 4 * (n_tokens * (6 * d_model + 3 * d_mlp) + 3 * n_heads * n_tokens**2 + logits)
-    if str(cfg.device).startswith("cuda"):
-        free = torch.cuda.mem_get_info(torch.device(cfg.device))[0]
+    device = torch.device(str(cfg.device or "cpu"))
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return max(1, min(cap, int(fraction * free // per_row)))
@@ -142,21 +161,51 @@ class _Checkpoint:
         self.per_example = torch.full(shape, float("nan"))
         self.clean_loss = torch.full((shape[0],), float("nan"))
         self.done = torch.zeros(shape, dtype=torch.bool)
+        self.seconds = 0.0  # compute time of this scan, earlier interrupted runs included
+        self._earlier, self._started = 0.0, time.perf_counter()
         if directory is not None and (directory / CHECKPOINT_META).exists():
             self._restore(directory)
 
     def _restore(self, directory: Path) -> None:
-        meta = json.loads((directory / CHECKPOINT_META).read_text(encoding="utf-8"))
-        if meta.get("key") != self.key:
+        try:
+            meta = json.loads((directory / CHECKPOINT_META).read_text(encoding="utf-8"))
+            key = meta.get("key") if isinstance(meta, dict) else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._set_aside(directory, f"unreadable {CHECKPOINT_META} ({exc})")
+            return
+        if key != self.key:
             raise DpsLensError(
                 f"{directory} holds a checkpoint of a different scan (other model, data or settings); "
                 "delete it or choose another --out directory"
             )
-        tensors = load_file(directory / CHECKPOINT_TENSORS)
-        self.per_example, self.clean_loss = tensors["per_example"], tensors["clean_loss"]
-        self.done = tensors["done"].bool()
+        try:
+            tensors = load_file(directory / CHECKPOINT_TENSORS)
+            per_example, clean_loss = tensors["per_example"], tensors["clean_loss"]
+            done = tensors["done"].bool()
+        except (OSError, SafetensorError, KeyError) as exc:
+            self._set_aside(directory, f"unreadable {CHECKPOINT_TENSORS} ({exc})")
+            return
+        if (
+            per_example.shape != self.per_example.shape
+            or done.shape != self.done.shape
+            or (clean_loss.shape != self.clean_loss.shape)
+        ):
+            self._set_aside(directory, "tensors of the wrong shape")
+            return
+        self.per_example, self.clean_loss, self.done = per_example, clean_loss, done
+        self._earlier = float(meta.get("seconds", 0.0))
+
+    def _set_aside(self, directory: Path, why: str) -> None:
+        """Move a damaged checkpoint out of the way (kept for inspection) and start afresh."""
+        aside = directory.with_name(f"{directory.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        directory.rename(aside)
+        warnings.warn(
+            f"checkpoint in {directory} is damaged ({why}); moved to {aside}, starting afresh",
+            stacklevel=3,
+        )
 
     def save(self) -> None:
+        self.seconds = self._earlier + time.perf_counter() - self._started
         if self.directory is None:
             return
         tensors = {
@@ -165,7 +214,9 @@ class _Checkpoint:
             "done": self.done.to(torch.uint8),
         }
         atomic_write(self.directory / CHECKPOINT_TENSORS, lambda tmp: save_file(tensors, tmp))
-        atomic_write_json(self.directory / CHECKPOINT_META, {"key": self.key})
+        atomic_write_json(
+            self.directory / CHECKPOINT_META, {"key": self.key, "seconds": self.seconds}
+        )
 
 
 def _check_finite(losses: Tensor, what: Callable[[int], str], checkpoint: _Checkpoint) -> None:
@@ -215,7 +266,7 @@ def _units(heads: Sequence[Head], order: Sequence[int], batch_size: int) -> list
 
 
 def _forward_unit(
-    model: Any,
+    model: TransformerBridge,
     encoded: Sequence[EncodedExample],
     unit: _Unit,
     pad_id: int,
@@ -254,39 +305,70 @@ class _Work:
     compute: Callable[[], Tensor]
 
 
-def _exact_work(model, encoded, heads, order, config, pad_id, means, checkpoint) -> list[_Work]:
+@dataclass(frozen=True)
+class ScanState:
+    """What a scan method plans its forward passes from: examples (encoded, in length ``order``),
+    the heads to score, the settings, reference means and the checkpoint (clean losses)."""
+
+    model: TransformerBridge
+    examples: Sequence[PreferenceExample]
+    encoder: Encoder
+    encoded: list[EncodedExample]
+    heads: list[Head]
+    order: list[int]
+    config: ScanConfig
+    pad_id: int
+    means: Tensor | None
+    checkpoint: _Checkpoint
+
+
+def _exact_work(state: ScanState) -> list[_Work]:
+    model, encoded, config, pad_id, checkpoint = (
+        state.model, state.encoded, state.config, state.pad_id, state.checkpoint
+    )  # fmt: skip
+
     def unit_work(unit: _Unit) -> _Work:
         def compute() -> Tensor:
-            losses = _forward_unit(model, encoded, unit, pad_id, config.mode, means)
+            losses = _forward_unit(model, encoded, unit, pad_id, config.mode, state.means)
             clean = checkpoint.clean_loss[list(unit.examples)].repeat(len(unit.heads))
             return losses - clean
 
         return _Work(unit.cells(), compute)
 
-    return [unit_work(u) for u in _units(heads, order, config.batch_size)]
+    return [unit_work(u) for u in _units(state.heads, state.order, config.batch_size)]
 
 
-def _attribution_work(model, encoded, heads, order, config, pad_id, means) -> list[_Work]:
+def _attribution_work(state: ScanState) -> list[_Work]:
+    model, encoded, heads, config, pad_id = (
+        state.model, state.encoded, state.heads, state.config, state.pad_id
+    )  # fmt: skip
+
     def batch_work(index: list[int]) -> _Work:
         def compute() -> Tensor:
             chunk = [encoded[i] for i in index]
             batch, real = collate(chunk, pad_id), real_token_mask(chunk)
-            scores = attribution_batch(model, batch, real, config.mode, means, config.ig_steps)
+            scores = attribution_batch(
+                model, batch, real, config.mode, state.means, config.ig_steps
+            )
             return torch.stack([scores[:, l, h] for l, h in heads]).flatten()
 
         return _Work([(i, head) for head in heads for i in index], compute)
 
-    size = config.batch_size
+    size, order = config.batch_size, state.order
     return [batch_work(order[s : s + size]) for s in range(0, len(order), size)]
 
 
-def _patching_work(model, examples, encoder, encoded, heads, order, config, pad_id, checkpoint):
+def _patching_work(state: ScanState) -> list[_Work]:
+    model, examples, encoder, encoded, order, config, pad_id = (
+        state.model, state.examples, state.encoder, state.encoded, state.order, state.config,
+        state.pad_id,
+    )  # fmt: skip
     bare = replace(encoder, template=encoder.template.without_profile())
     no_profile = [bare.encode(e) for e in examples]
     noising = config.direction == "noising"
     base, source = (encoded, no_profile) if noising else (no_profile, encoded)
     batches = [order[s : s + config.batch_size] for s in range(0, len(order), config.batch_size)]
-    base_loss = checkpoint.clean_loss.clone()
+    base_loss = state.checkpoint.clean_loss.clone()
     if not noising:
         for index in batches:
             base_loss[index] = forward_nll(model, collate([no_profile[i] for i in index], pad_id))
@@ -311,7 +393,17 @@ def _patching_work(model, examples, encoder, encoded, heads, order, config, pad_
 
         return _Work(unit.cells(), compute)
 
-    return [unit_work(u) for u in _units(heads, order, config.batch_size)]
+    return [unit_work(u) for u in _units(state.heads, order, config.batch_size)]
+
+
+ScanPlanner = Callable[[ScanState], list[_Work]]
+SCAN_METHODS: dict[str, ScanPlanner] = {
+    "exact": _exact_work,
+    "attribution": _attribution_work,
+    "activation-patching": _patching_work,
+}
+"""Scan methods by name: each plans the forward passes (cells and how to score them) of a scan.
+``hybrid`` composes two of them (see ``score_heads``)."""
 
 
 def _hybrid(model, examples, config, template, checkpoint_dir, progress) -> HeadScores:
@@ -336,7 +428,7 @@ def _hybrid(model, examples, config, template, checkpoint_dir, progress) -> Head
 
 
 def score_heads(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     config: ScanConfig | None = None,
     template: PromptTemplate | None = None,
@@ -382,7 +474,6 @@ def score_heads(
     )
 
     # Clean losses, then the method's work; examples sorted by length to limit padding.
-    started = time.perf_counter()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     todo_clean = [i for i in order if torch.isnan(checkpoint.clean_loss[i])]
     for start in range(0, len(todo_clean), config.batch_size):
@@ -390,14 +481,11 @@ def score_heads(
         losses = forward_nll(model, collate([encoded[i] for i in index], pad_id))
         _check_finite(losses, lambda r, index=index: f"example {index[r]} (clean run)", checkpoint)
         checkpoint.clean_loss[index] = losses
-    if config.method == "exact":
-        work = _exact_work(model, encoded, heads, order, config, pad_id, means, checkpoint)
-    elif config.method == "attribution":
-        work = _attribution_work(model, encoded, heads, order, config, pad_id, means)
-    else:
-        work = _patching_work(
-            model, examples, encoder, encoded, heads, order, config, pad_id, checkpoint
-        )
+        checkpoint.save()
+    state = ScanState(
+        model, examples, encoder, encoded, heads, order, config, pad_id, means, checkpoint
+    )
+    work = SCAN_METHODS[config.method](state)
     remaining = [w for w in work if not all(checkpoint.done[i, l, h] for i, (l, h) in w.cells)]
     n_cells = len(order) * len(heads)
     bar = tqdm(
@@ -431,6 +519,6 @@ def score_heads(
         config={
             **config.as_dict(),
             "template": template.name,
-            "seconds": round(time.perf_counter() - started, 3),
+            "seconds": round(checkpoint.seconds, 3),
         },
     )

@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -28,6 +28,10 @@ from dps_lens.fork import duplicate_cache_rows, fork_at
 from dps_lens.interventions import HeadMask, ablate_heads
 from dps_lens.steering.methods import Steering, plain
 from dps_lens.steering.sampling import Sampling
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import Cache
 
 
 @dataclass
@@ -53,7 +57,7 @@ class Generation:
         return (self.prefill_seconds + self.decode_seconds) / max(self.n_generated, 1)
 
 
-def stop_token_ids(model: Any, extra: Sequence[int] = ()) -> set[int]:
+def stop_token_ids(model: TransformerBridge, extra: Sequence[int] = ()) -> set[int]:
     """EOS ids of the tokenizer and the generation config, plus ``extra``."""
     ids = set(extra)
     if model.tokenizer.eos_token_id is not None:
@@ -66,7 +70,7 @@ def stop_token_ids(model: Any, extra: Sequence[int] = ()) -> set[int]:
 
 
 def _prompt_ids(
-    model: Any,
+    model: TransformerBridge,
     inputs: Sequence[str] | Sequence[PreferenceExample],
     template: PromptTemplate,
     max_new_tokens: int,
@@ -84,20 +88,22 @@ def _prompt_ids(
         raise DpsLensError(
             f"max_new_tokens={max_new_tokens} leaves no room for a prompt within {limit} tokens"
         )
-    if all(isinstance(x, PreferenceExample) for x in inputs):
+    examples = [x for x in inputs if isinstance(x, PreferenceExample)]
+    if len(examples) == len(inputs):
         chosen = template.without_profile() if without_profile else template
         encoder = encoder_for(model, chosen, max_length=budget)
-        return [encoder.encode(x, with_target=False).input_ids for x in inputs]  # type: ignore[arg-type]
+        return [encoder.encode(x, with_target=False).input_ids for x in examples]
     if without_profile:
         raise DpsLensError(
             "CAD contrasts the prompt with and without the profile: pass PreferenceExamples"
         )
-    if not all(isinstance(x, str) for x in inputs):
+    texts = [x for x in inputs if isinstance(x, str)]
+    if len(texts) != len(inputs):
         raise DpsLensError("inputs must be all strings or all PreferenceExamples")
     bos = model.tokenizer.bos_token_id
     prepend = bool(getattr(model.cfg, "default_prepend_bos", True)) and bos is not None
     prompts = []
-    for text in inputs:
+    for text in texts:
         ids = list(model.tokenizer(text, add_special_tokens=False)["input_ids"])
         ids = [bos, *ids] if prepend and (not ids or ids[0] != bos) else ids
         if not ids:
@@ -128,7 +134,7 @@ def _left_pad(
 class _Batch:
     """One chunk of prompts being decoded together."""
 
-    model: Any
+    model: TransformerBridge
     steering: Steering
     weights: Float[Tensor, "batch n_layers n_heads"] | None
 
@@ -151,9 +157,9 @@ class _Batch:
         self,
         tokens: Int[Tensor, "rows new"],
         attention: Int[Tensor, "rows pos"],
-        cache: Any,
+        cache: Cache | None,
         fork: bool,
-    ) -> tuple[Float[Tensor, "out_rows vocab"], Any]:
+    ) -> tuple[Float[Tensor, "out_rows vocab"], Cache]:
         """Last-position logits (float32) and the extended cache."""
         model, device = self.model, self.model.cfg.device
         stack = contextlib.ExitStack()
@@ -166,7 +172,7 @@ class _Batch:
                         model, self.row_weights, self.steering.mode, self.steering.means, key_mask
                     )
                 )
-            logits, cache = model(
+            logits, extended = model(
                 tokens.to(device),
                 attention_mask=attention.to(device),
                 past_key_values=cache,
@@ -174,11 +180,11 @@ class _Batch:
                 logits_to_keep=1,
                 return_type="logits_and_cache",
             )
-        return logits[:, -1].float(), cache
+        return logits[:, -1].float(), extended
 
     def prefill(
         self, tokens: Int[Tensor, "rows pos"], attention: Int[Tensor, "rows pos"]
-    ) -> tuple[Tensor, Any]:
+    ) -> tuple[Float[Tensor, "out_rows vocab"], Cache]:
         if self.forks and self.steering.masked_run == "shared_prefill" and tokens.shape[1] > 1:
             _, cache = self.forward(tokens[:, :-1], attention[:, :-1], None, fork=False)
             duplicate_cache_rows(cache, self.fork_layer)
@@ -193,7 +199,7 @@ class _Batch:
         return self.steering.rule.combine(logits[:batch], logits[batch:])
 
 
-def _sync(model: Any) -> None:
+def _sync(model: TransformerBridge) -> None:
     if str(model.cfg.device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -252,7 +258,7 @@ def _generate_chunk(
 
 
 def generate(
-    model: Any,
+    model: TransformerBridge,
     inputs: Sequence[str] | Sequence[PreferenceExample],
     steering: Steering | None = None,
     sampling: Sampling | None = None,

@@ -30,7 +30,7 @@ class Sampling:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
-    def generator(self, device: torch.device | str) -> torch.Generator | None:
+    def generator(self, device: torch.device | str | None) -> torch.Generator | None:
         if self.greedy or self.seed is None:
             return None
         return torch.Generator(device=device).manual_seed(self.seed)

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from jaxtyping import Float
 from torch import Tensor
@@ -120,7 +120,10 @@ class MethodConfig(ABC):
 STEERING_METHODS: dict[str, type[MethodConfig]] = {}
 
 
-def register_method(cls: type[MethodConfig]) -> type[MethodConfig]:
+MethodType = TypeVar("MethodType", bound=MethodConfig)
+
+
+def register_method(cls: type[MethodType]) -> type[MethodType]:
     """Class decorator: make the config dataclass ``cls`` available by its ``name``."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name or not dataclasses.is_dataclass(cls):
