@@ -196,7 +196,7 @@ def _check_hub_reachable(name: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_loading():
     """Silence transformers' progress bars and chatty logs while loading."""
     hf_logger = logging.getLogger("transformers")
     level = hf_logger.level
@@ -229,7 +229,7 @@ def load_model(
     path = Path(spec_str).expanduser()
     hf_model = None
     if spec_str in named_models():
-        with _quiet_loading():  # a test model may be built into the cache on first use
+        with quiet_loading():  # a test model may be built into the cache on first use
             source = str(NAMED_MODELS[spec_str]())
     elif path.exists():
         gguf = _find_gguf(path)
@@ -253,7 +253,7 @@ def load_model(
         _check_hub_reachable(spec_str)
         source = spec_str
     try:
-        with _quiet_loading():
+        with quiet_loading():
             bridge = TransformerBridge.boot_transformers(
                 source, hf_model=hf_model, device=torch_device, dtype=torch_dtype
             )
@@ -289,7 +289,7 @@ def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:
             f"{gguf} is not a GGUF file (it does not start with the GGUF magic bytes)"
         )
     try:
-        with _quiet_loading():
+        with quiet_loading():
             return AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, dtype=dtype
             ).eval()

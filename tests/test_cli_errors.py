@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ def truncated_gguf(tmp_path: Path) -> str:
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--method", "nonsense"), "unknown method"),
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--by", "cluster", "--clusters", "x"), "--clusters"),
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--n", "0"), "--n must be a positive"),
+        (lambda d, t: discover_args("tiny-llama", d, t / "run", "--by", "cluster", "--encoder", str(t / "none")),
+         "profile encoder"),
         (lambda d, t: ["steer", "--model", "tiny-llama", "--prompt", "Hi", "--method", "cad", "--alpha", "nan"],
          "alpha must be a finite number"),
         (lambda d, t: ["steer", "--model", "tiny-llama", "--prompt", "Hi", "--method", "dps", "--gamma", "inf",
@@ -87,3 +90,17 @@ def test_the_lock_is_released_after_a_failed_run(tmp_path):
         raise RuntimeError("boom")
     with claim_output(tmp_path / "out") as path:
         assert (path / LOCK_FILE).exists()
+
+
+def test_a_k_larger_than_the_heads_scored_is_reported(examples_jsonl, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            discover_args(
+                "tiny-llama", examples_jsonl, out, "--layers", "1", "--k", "9", "--n", "2"
+            )
+        )
+        == 0
+    )
+    assert "--k 9 is more than the 4 heads scored" in capsys.readouterr().err
+    assert len(json.loads((out / "top_k.json").read_text())["heads"]) == 4

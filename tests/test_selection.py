@@ -60,3 +60,21 @@ def test_truncated_scores_are_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DpsLensError, match="unreadable"):
         HeadScores.load(tmp_path)
+
+
+def test_a_head_set_of_another_model_is_refused_unless_allowed(tmp_path, capsys):
+    from dps_lens.cli import main
+
+    saved_scores(tmp_path, k=2)  # model id "m"
+    assert read_heads(tmp_path, model_id="m") == read_heads(tmp_path)
+    with pytest.raises(DpsLensError, match="found on model 'm', not 'other'"):
+        read_heads(tmp_path, model_id="other")
+    with pytest.raises(DpsLensError, match="found on model 'm'"):
+        read_heads(tmp_path, k=3, model_id="other")
+    listing = tmp_path / "free.json"
+    listing.write_text(json.dumps({"k": 1, "heads": [[1, 1]], "model_id": "organism-free"}))
+    steer = ["steer", "--model", "organism-planted", "--prompt", "Question: suggest a pet", "--heads", str(listing),
+             "--max-new-tokens", "2"]  # fmt: skip
+    assert main(steer) == 2
+    assert "--allow-other-model" in capsys.readouterr().err
+    assert main([*steer, "--allow-other-model"]) == 0

@@ -51,7 +51,8 @@ def build_decoding(
     configs = method_configs(list(names), namespace, config)
     heads = None
     if config.heads is not None and any(c.needs_heads for c in configs.values()):
-        heads = read_heads(config.heads, config.k)
+        model_id = None if config.allow_other_model else str(model.cfg.model_name)
+        heads = read_heads(config.heads, config.k, model_id=model_id)
     means = None
     if any(c.needs_means for c in configs.values()):
         if not examples:

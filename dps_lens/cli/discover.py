@@ -69,6 +69,11 @@ def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:
     if config.data is None:
         raise DpsLensError("discover needs --data FILE")
     n_clusters = config.n_clusters() if config.by == "cluster" else None
+    encoder = None
+    if config.by == "cluster":  # a bad encoder fails before the scan, not after it
+        from dps_lens.clusters import SentenceEncoder
+
+        encoder = SentenceEncoder(config.encoder)
     with claim_output(config.out):
         examples = config.examples()
         model = config.load()
@@ -106,7 +111,7 @@ def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:
                 k,
                 min_examples=config.min_examples,
                 n_clusters=n_clusters,
-                encoder=config.encoder,
+                encoder=encoder,
                 seed=config.seed,
             )
             print(summary)

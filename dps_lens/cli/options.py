@@ -73,6 +73,8 @@ class DecodeOptions:
     # limit of prompt + new tokens; oldest profile items dropped (default: the context)
     max_length: int | None = None
     batch_size: int = 8  # inputs decoded together
+    # use heads found on another model (refused by default)
+    allow_other_model: bool = False
     # a token that ends the output (repeatable)
     stop: list[str] = field(default_factory=list, action="append", nargs=None, type=str)
 

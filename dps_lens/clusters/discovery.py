@@ -23,18 +23,19 @@ def save_group_scores(
     k: int,
     min_examples: int = 2,
     n_clusters: int | None = None,
-    encoder: str = "minilm",
+    encoder: SentenceEncoder | None = None,
     seed: int = 0,
 ) -> str:
     """Write ``out/users/`` (users with ≥ ``min_examples`` examples) or ``out/clusters.json`` and
-    ``out/clusters/`` (k-means of profile embeddings; ``n_clusters`` None: round(users / 100));
-    returns a one-line summary."""
+    ``out/clusters/`` (k-means of ``encoder``'s profile embeddings, default MiniLM; ``n_clusters``
+    None: round(users / 100)); returns a one-line summary."""
     if by == "user":
         groups = group_scores(scores, min_examples=min_examples)
         save_groups(groups, out / "users", k)
         return f"{len(groups)} users with >= {min_examples} examples -> {out / 'users'}"
-    user_ids, vectors = embed_users(examples, SentenceEncoder(encoder))
-    clusters = fit_clusters(user_ids, vectors, n_clusters, seed=seed, encoder=encoder)
+    encoder = encoder or SentenceEncoder()
+    user_ids, vectors = embed_users(examples, encoder)
+    clusters = fit_clusters(user_ids, vectors, n_clusters, seed=seed, encoder=encoder.name)
     if clusters.k == 1:
         print(
             f"warning: {len(user_ids)} users give k = 1 (the rule is round(users / 100)), so cluster "

@@ -15,6 +15,7 @@ from jaxtyping import Float
 
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
+from dps_lens.models import quiet_loading
 
 ProfileEncoder = Callable[[Sequence[str]], np.ndarray]
 MINILM = "minilm"
@@ -40,7 +41,15 @@ class SentenceEncoder:
             ) from None
         self.name = model
         self.batch_size = batch_size
-        self._model = SentenceTransformer(_resolve(model), device=device)
+        try:  # a name or a path only; never code shipped with the model
+            with quiet_loading():
+                self._model = SentenceTransformer(_resolve(model), device=device, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DpsLensError(
+                f"profile encoder {model!r} could not be loaded ({first}); pass --encoder minilm "
+                "or a local sentence-transformers directory"
+            ) from None
 
     def __call__(self, texts: Sequence[str]) -> Float[np.ndarray, "n d"]:
         vectors = self._model.encode(

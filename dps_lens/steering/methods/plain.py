@@ -18,4 +18,5 @@ class PlainConfig(MethodConfig):
 
 
 def plain() -> Steering:
+    """Decoding with the model alone (greedy or sampled, no contrast)."""
     return Steering()
