@@ -28,6 +28,7 @@ from dps_lens.scoring.head_scores import HeadScores
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
 
 
 @functools.cache
@@ -67,8 +68,8 @@ class AttentionView:
         return atomic_write_text(path, page)
 
 
-def _token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
+def _token_strings(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[str]:
+    return tokenizer.batch_decode([[i] for i in ids])
 
 
 @torch.no_grad()

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from dps_lens.errors import DpsLensError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import Cache
 
 
 def _replicate(value: Any, batch: int, copies: int) -> Any:
@@ -32,7 +36,7 @@ def _replicate(value: Any, batch: int, copies: int) -> Any:
 
 
 @contextlib.contextmanager
-def fork_at(model: Any, layer: int, copies: int = 2) -> Iterator[None]:
+def fork_at(model: TransformerBridge, layer: int, copies: int = 2) -> Iterator[None]:
     """Within the block, forwards of ``model`` replicate their batch ``copies`` times at ``layer``."""
     n_layers = int(model.cfg.n_layers)
     if not 0 <= layer < n_layers:
@@ -41,7 +45,7 @@ def fork_at(model: Any, layer: int, copies: int = 2) -> Iterator[None]:
         raise DpsLensError(f"a fork needs at least one copy, got {copies}")
     batch = {"rows": 0}
 
-    def fork(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def fork(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         hidden = args[0] if args else kwargs["hidden_states"]
         batch["rows"] = rows = hidden.shape[0]
         return (
@@ -49,7 +53,7 @@ def fork_at(model: Any, layer: int, copies: int = 2) -> Iterator[None]:
             {k: _replicate(v, rows, copies) for k, v in kwargs.items()},
         )
 
-    def follow(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def follow(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         # Blocks after the fork get the model-level masks and rotary tables again, B rows each.
         rows = batch["rows"]
         kwargs = {
@@ -69,8 +73,13 @@ def fork_at(model: Any, layer: int, copies: int = 2) -> Iterator[None]:
             handle.remove()
 
 
-def duplicate_cache_rows(cache: Any, from_layer: int) -> None:
+def duplicate_cache_rows(cache: Cache, from_layer: int) -> None:
     """Give the cached keys/values of layers ``from_layer ..`` a second copy of every row."""
+    from transformers.cache_utils import CacheLayerMixin
+
     for layer in list(cache.layers)[from_layer:]:
-        batch = layer.keys.shape[0]
-        layer.reorder_cache(torch.arange(batch).repeat(2))
+        if not isinstance(layer, CacheLayerMixin) or layer.keys is None:
+            raise DpsLensError(f"cannot fork a cache layer of type {type(layer).__name__}")
+        rows = torch.arange(layer.keys.shape[0]).repeat(2)
+        # transformers annotates ``beam_idx`` with the legacy ``torch.LongTensor`` class
+        layer.reorder_cache(rows)  # pyright: ignore[reportArgumentType]

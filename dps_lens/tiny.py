@@ -69,7 +69,6 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
 
 def hf_model(cfg: TinyModelConfig, vocab_size: int) -> PreTrainedModel:
     """A randomly initialised HF causal LM of shape ``cfg`` (pad 0, bos 1, eos 2)."""
-    special = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
     hf_cfg: PretrainedConfig
     if cfg.architecture == "gpt2":
         hf_cfg = GPT2Config(
@@ -79,7 +78,9 @@ def hf_model(cfg: TinyModelConfig, vocab_size: int) -> PreTrainedModel:
             n_layer=cfg.n_layers,
             n_head=cfg.n_heads,
             n_inner=cfg.d_mlp,
-            **special,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
         )
         return GPT2LMHeadModel(hf_cfg)
     if cfg.architecture == "llama":
@@ -92,7 +93,9 @@ def hf_model(cfg: TinyModelConfig, vocab_size: int) -> PreTrainedModel:
             num_key_value_heads=cfg.n_kv_heads,
             max_position_embeddings=cfg.n_ctx,
             tie_word_embeddings=cfg.tie_embeddings,
-            **special,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
         )
         return LlamaForCausalLM(hf_cfg)
     raise ValueError(f"unknown tiny architecture {cfg.architecture!r}; use 'gpt2' or 'llama'")

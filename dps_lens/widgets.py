@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import html
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from plotly.colors import sample_colorscale
@@ -30,7 +30,10 @@ from dps_lens.scoring.loss import label_positions, target_nll
 from dps_lens.steering import dps, generate, plain
 
 if TYPE_CHECKING:
+    import ipywidgets
     from transformer_lens.model_bridge import TransformerBridge
+
+    from dps_lens.steering import Steering
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class HeadToggler:
         self.gamma = 0.0
         self._clean_logits, self._clean_nll = self._forward()
         self._clean_text = self._continue(None)
-        self._listeners: list[Any] = []
+        self._listeners: list[Callable[[Readout], None]] = []
         self.readout = self._read()
 
     # ---- state ---------------------------------------------------------------------------
@@ -155,7 +158,7 @@ class HeadToggler:
     def _mask(self) -> HeadMask:
         return HeadMask.from_heads(sorted(self.heads), self.n_layers, self.n_heads)
 
-    def _continue(self, steering: Any) -> str:
+    def _continue(self, steering: Steering | None) -> str:
         return generate(
             self.model,
             [self.example],
@@ -229,17 +232,18 @@ class HeadToggler:
         return float(mean[layer, head]) / (float(mean.abs().max()) or 1.0)
 
     def _colour(self, layer: int, head: int) -> str:
-        return sample_colorscale(DIVERGING, [0.5 + 0.5 * self._relative_pcs(layer, head)])[0]
+        return str(sample_colorscale(DIVERGING, [0.5 + 0.5 * self._relative_pcs(layer, head)])[0])
 
     def _strong(self, layer: int, head: int) -> bool:
         return abs(self._relative_pcs(layer, head)) > 0.6
 
-    def widget(self) -> Any:
+    def widget(self) -> ipywidgets.VBox:
         """The ipywidgets panel: head grid, γ slider, top-K / random-K / clear, live readout."""
         import ipywidgets as w
 
-        buttons: dict[Head, Any] = {}
-        cells = [w.HTML("")] + [w.HTML(f"<b>H{h}</b>") for h in range(self.n_heads)]
+        buttons: dict[Head, ipywidgets.Button] = {}
+        cells: list[ipywidgets.DOMWidget] = [w.HTML("")]
+        cells += [w.HTML(f"<b>H{h}</b>") for h in range(self.n_heads)]
         for layer in range(self.n_layers):
             cells.append(w.HTML(f"<b>L{layer}</b>"))
             for head in range(self.n_heads):

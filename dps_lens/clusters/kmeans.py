@@ -89,13 +89,13 @@ def fit_clusters(
     k = default_k(n) if k is None else k
     if not 1 <= k <= n:
         raise DpsLensError(f"cannot make {k} clusters of {n} users; use 1 <= k <= {n}")
-    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(
-        np.asarray(embeddings, dtype=np.float64)
-    )
+    # n_init: scikit-learn infers its type from the default "auto"; it takes an int too
+    model = KMeans(n_clusters=k, n_init=10, random_state=seed)  # pyright: ignore[reportArgumentType]
+    labels = model.fit_predict(np.asarray(embeddings, dtype=np.float64))
     return UserClusters(
         centroids=model.cluster_centers_.astype(np.float32),
         user_ids=list(user_ids),
-        labels=model.labels_.astype(int).tolist(),
+        labels=labels.astype(int).tolist(),
         encoder=encoder,
         seed=seed,
     )

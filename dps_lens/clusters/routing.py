@@ -7,8 +7,9 @@ cluster c's top-K heads, so weighted DPS scales each head by ``1 − w`` in the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +23,11 @@ from dps_lens.errors import DpsLensError
 from dps_lens.headsets import ranking
 from dps_lens.interventions import HeadMask
 from dps_lens.scoring.head_scores import HeadScores
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from dps_lens.steering import Steering
 
 ROUTINGS = ("hard", "soft")
 
@@ -83,7 +89,7 @@ def routed_weights(
 
 
 def cluster_dps(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     encoder: ProfileEncoder,
     clusters: UserClusters,
@@ -91,10 +97,10 @@ def cluster_dps(
     routing: str = "hard",
     tau: float = 1.0,
     **dps_args: Any,
-) -> Any:
+) -> Steering:
     """DPS whose masked run uses each example's routed head weights (generate these examples,
     in this order, with it)."""
     from dps_lens.steering import dps
 
     weights = routed_weights(examples, encoder, clusters, maps, routing, tau)
-    return dps(model, weights, name=f"cluster_dps_{routing}", **dps_args)
+    return dataclasses.replace(dps(model, weights, **dps_args), name=f"cluster_dps_{routing}")

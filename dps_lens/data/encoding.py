@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Int
@@ -19,6 +19,10 @@ from torch import Tensor
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate
 from dps_lens.errors import DpsLensError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class TargetBatch:
         """True at positions whose *next* token is a target token (where the loss is read)."""
         return self.target_mask[:, 1:]
 
-    def to(self, device: torch.device | str) -> TargetBatch:
+    def to(self, device: torch.device | str | None) -> TargetBatch:
         return TargetBatch(self.tokens.to(device), self.target_mask.to(device))
 
 
@@ -54,7 +58,7 @@ class TargetBatch:
 class Encoder:
     """Tokenizer + template + context limit: encodes examples for scoring and steering."""
 
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase
     template: PromptTemplate
     max_length: int
     prepend_bos: bool = True
@@ -140,7 +144,9 @@ def real_token_mask(encoded: Sequence[EncodedExample]) -> Bool[Tensor, "batch po
     return torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
 
 
-def encoder_for(model: Any, template: PromptTemplate, max_length: int | None = None) -> Encoder:
+def encoder_for(
+    model: TransformerBridge, template: PromptTemplate, max_length: int | None = None
+) -> Encoder:
     """An ``Encoder`` for a loaded bridge; ``max_length`` defaults to (and may not exceed) its context."""
     n_ctx = int(model.cfg.n_ctx)
     if max_length is not None and max_length > n_ctx:
@@ -155,8 +161,9 @@ def encoder_for(model: Any, template: PromptTemplate, max_length: int | None = N
     )
 
 
-def pad_id_of(tokenizer: Any) -> int:
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        pad = tokenizer.eos_token_id
-    return int(pad if pad is not None else 0)
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The tokenizer's padding id, else its EOS id, else 0."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if isinstance(candidate, int):
+            return candidate
+    return 0

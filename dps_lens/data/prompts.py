@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dps_lens.errors import DpsLensError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 TEMPLATE_NAMES = ("history", "chat", "no-profile")
 
@@ -36,7 +39,12 @@ class PromptTemplate:
         lines = [self.item_format.format(i=i, item=item) for i, item in enumerate(items, 1)]
         return "\n".join([*lines, input_text])
 
-    def render(self, input_text: str, profile: Sequence[str], tokenizer: Any = None) -> str:
+    def render(
+        self,
+        input_text: str,
+        profile: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> str:
         """The prompt string; the target is appended to it token-wise by ``encode_example``."""
         text = self.body(input_text, profile)
         if not self.use_chat_template:
@@ -46,9 +54,12 @@ class PromptTemplate:
                 f"template {self.name!r} needs a tokenizer with a chat template; "
                 "use --template history for base models"
             )
-        return tokenizer.apply_chat_template(
+        rendered = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
+        if not isinstance(rendered, str):
+            raise DpsLensError(f"the chat template rendered a {type(rendered).__name__}, not text")
+        return rendered
 
     def without_profile(self) -> PromptTemplate:
         return PromptTemplate(

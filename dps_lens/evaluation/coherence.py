@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dps_lens.data.encoding import EncodedExample, collate, pad_id_of
 from dps_lens.scoring.loss import forward_nll
 
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
 
 def output_nll(
-    model: Any,
+    model: TransformerBridge,
     prompt_ids: Sequence[Sequence[int]],
     output_ids: Sequence[Sequence[int]],
     batch_size: int = 16,

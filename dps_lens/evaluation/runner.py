@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from dps_lens.evaluation.coherence import output_nll
 from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
 from dps_lens.steering.generate import generate
 from dps_lens.steering.methods import Steering
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def describe(steering: Steering) -> dict[str, Any]:
     }
 
 
-def _key(model: Any, data: str, steering: Steering, config: EvalConfig) -> str:
+def _key(model: TransformerBridge, data: str, steering: Steering, config: EvalConfig) -> str:
     """Identity of a method's outputs: model, data hash, method, and the settings that change
     them (the bootstrap settings only change the summary, which is recomputed anyway)."""
     settings = {k: v for k, v in asdict(config).items() if k != "n_bootstrap"}
@@ -89,7 +92,7 @@ def _read_done(path: Path, key: str) -> list[dict[str, Any]] | None:
 
 
 def _run_method(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     steering: Steering,
     task: str,
@@ -141,15 +144,14 @@ def _summarize(
     nll = np.array([r["coherence_nll"] for r in rows], dtype=float)
     nll = nll[~np.isnan(nll)]
     mean_nll = bootstrap(lambda i: float(nll[i].mean()), len(nll), config.n_bootstrap, config.seed)
-    ppl = Estimate(
-        *(math.exp(v) for v in (mean_nll.value, mean_nll.low, mean_nll.high)), mean_nll.n
-    )
+    value, low, high = (math.exp(v) for v in (mean_nll.value, mean_nll.low, mean_nll.high))
+    ppl = Estimate(value, low, high, mean_nll.n)
     n_generated = sum(r["n_generated"] for r in rows)
     return MethodResult(name, metrics, ppl, rows[0]["seconds_per_token"], n_generated, rows)
 
 
 def evaluate_methods(
-    model: Any,
+    model: TransformerBridge,
     examples: Sequence[PreferenceExample],
     methods: Mapping[str, Steering],
     config: EvalConfig | None = None,

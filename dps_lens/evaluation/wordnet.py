@@ -15,11 +15,14 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dps_lens._io import atomic_write, atomic_write_text
 from dps_lens.errors import DpsLensError
 from dps_lens.tiny import cache_root
+
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 DEBIAN_LEXNAMES_MAN = Path("/usr/share/man/man5/lexnames.5WN.gz")
@@ -78,7 +81,7 @@ def wordnet_root() -> Path:
 
 
 @functools.cache
-def load_wordnet() -> Any:
+def load_wordnet() -> WordNetCorpusReader:
     """An nltk ``WordNetCorpusReader`` over ``wordnet_root()`` (no network)."""
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader

@@ -7,7 +7,7 @@ import csv
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 
@@ -16,12 +16,13 @@ from dps_lens.attention_view import AttentionView, attention_view
 from dps_lens.clusters.groups_io import load_groups
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.figures.study import FigureSpec, Study
-from dps_lens.heads import draw_random_heads
+from dps_lens.heads import Head, draw_random_heads
 from dps_lens.headsets import ranking, split_half_rankings
 from dps_lens.interventions import HeadMask
 from dps_lens.scoring.groups import group_scores
 from dps_lens.scoring.head_scores import HeadScores
 
+T = TypeVar("T")
 Figure = go.Figure | AttentionView
 Row = dict[str, Any]
 
@@ -42,7 +43,7 @@ class Inputs:
             )
         return self.study.inputs[name]
 
-    def read(self, path: Path, reader: Callable[[Path], Any]) -> Any:
+    def read(self, path: Path, reader: Callable[[Path], T]) -> T:
         if path not in self._cache:
             if not path.exists():
                 raise DpsLensError(f"input {path} does not exist; run the study's produce step")
@@ -57,7 +58,7 @@ class Inputs:
         return self.read(self.path(spec, option), _read_rows)
 
 
-def _number(value: str) -> Any:
+def _number(value: str) -> float | str:
     try:
         return float(value)
     except ValueError:
@@ -115,7 +116,7 @@ def _stability(inputs: Inputs, spec: FigureSpec) -> Figure:
     ks = spec.options.get("ks", [1, 2, 3, 5, 10])
     name = "between clusters" if "groups" in spec.options else "between users"
     scores = inputs.scores(spec)
-    families: dict[str, list[Any]] = {
+    families: dict[str, Sequence[Sequence[Sequence[Head]]]] = {
         "split halves": split_half_rankings(scores, int(spec.options.get("n_splits", 20)))
     }
     users = [ranking(s) for s in _groups(inputs, spec).values()]

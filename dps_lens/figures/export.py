@@ -110,10 +110,11 @@ def _write_static(pending: Sequence[tuple[go.Figure, Path]]) -> None:
     try:
         pio.write_images(
             [figure for figure, _ in pending],
-            temporary,
+            list[str | Path](temporary),
             scale=[2 if p.suffix == ".png" else 1 for _, p in pending],
-            width=[figure.layout.width or 700 for figure, _ in pending],
-            height=[figure.layout.height or 500 for figure, _ in pending],
+            # plotly's ``layout`` property has no return annotation (pyright infers a Figure)
+            width=[figure.layout.width or 700 for figure, _ in pending],  # pyright: ignore[reportAttributeAccessIssue]
+            height=[figure.layout.height or 500 for figure, _ in pending],  # pyright: ignore[reportAttributeAccessIssue]
         )
         for tmp, (_, path) in zip(temporary, pending, strict=True):
             os.replace(tmp, path)

@@ -26,14 +26,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dps_lens.errors import DataFormatError, DpsLensError
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+else:  # pragma: no cover - Python 3.10; tomli is installed on 3.10 only
+    import tomli as tomllib  # pyright: ignore[reportMissingImports]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Study:
         return [v for v in spec.options.values() if isinstance(v, str) and v in self.inputs]
 
 
-def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def _require(table: dict[str, Any], key: str, kind: type[T], where: str) -> T:
     if key not in table:
         raise DataFormatError(f"{where}: missing `{key}`")
     if not isinstance(table[key], kind):

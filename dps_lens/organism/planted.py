@@ -181,15 +181,21 @@ def planted_spec_from_card(
     planted = card.get("planted")
     if not planted:
         return None
-    ids = tokenizer.convert_tokens_to_ids([planted["open_token"], planted["close_token"]])
     marker = planted.get("group_marker")
     return PlantedSpec(
         tuple((int(l), int(h)) for l, h in planted["heads"]),
-        int(ids[0]),
-        int(ids[1]),
+        _token_id(tokenizer, planted["open_token"]),
+        _token_id(tokenizer, planted["close_token"]),
         group_heads=tuple((int(l), int(h)) for l, h in planted.get("group_heads", [])),
-        marker_id=int(tokenizer.convert_tokens_to_ids(marker)) if marker else None,
+        marker_id=_token_id(tokenizer, marker) if marker else None,
     )
+
+
+def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise DpsLensError(f"the tokenizer maps the model card's token {token!r} to {found!r}")
+    return found
 
 
 def designated_heads(model: TransformerBridge) -> Sequence[Head]:

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from dps_lens._io import atomic_write_json
-from dps_lens.data.encoding import Encoder, TargetBatch, collate
+from dps_lens.data.encoding import Encoder, TargetBatch, collate, pad_id_of
 from dps_lens.data.prompts import get_template
 from dps_lens.heads import Head, format_heads
 from dps_lens.organism.planted import PlantedSpec, layer_attention_masks, planted_spec_from_card
@@ -139,7 +139,11 @@ def _prompt_lm_loss(logits: torch.Tensor, batch: TargetBatch, pad_id: int) -> to
 
 @contextlib.contextmanager
 def _head_dropout(
-    model: Any, n_heads: int, keep_heads: tuple[Head, ...], p: float, generator: torch.Generator
+    model: PreTrainedModel,
+    n_heads: int,
+    keep_heads: tuple[Head, ...],
+    p: float,
+    generator: torch.Generator,
 ) -> Iterator[None]:
     """Zero each head outside ``keep_heads`` with probability ``p`` per example (at the output
     projection's input, i.e. ``hook_z``), so that no single such head becomes critical."""
@@ -150,7 +154,7 @@ def _head_dropout(
     def pre_hook(layer: int):
         kept = torch.tensor([(layer, h) in keep_heads for h in range(n_heads)])
 
-        def hook(module: Any, args: tuple) -> tuple:
+        def hook(module: torch.nn.Module, args: tuple) -> tuple:
             z = args[0]
             drop = (torch.rand(z.shape[0], n_heads, generator=generator) < p) & ~kept
             scale = (~drop).to(z.dtype).repeat_interleave(z.shape[-1] // n_heads, dim=-1)
@@ -159,8 +163,10 @@ def _head_dropout(
         return hook
 
     handles = [
-        layer.self_attn.o_proj.register_forward_pre_hook(pre_hook(i))
-        for i, layer in enumerate(model.model.layers)
+        model.get_submodule(f"model.layers.{i}.self_attn.o_proj").register_forward_pre_hook(
+            pre_hook(i)
+        )
+        for i in range(model.config.num_hidden_layers)
     ]
     try:
         yield
@@ -170,24 +176,27 @@ def _head_dropout(
 
 
 @contextlib.contextmanager
-def _planted_training_masks(model: Any, spec: PlantedSpec | None) -> Iterator[dict[str, Any]]:
+def _planted_training_masks(
+    model: PreTrainedModel, spec: PlantedSpec | None
+) -> Iterator[dict[str, Any]]:
     """While active, ``state["tokens"]`` sets per-layer, per-head masks on the HF attention modules."""
     state: dict[str, Any] = {"masks": None}
     if spec is None:
         yield state
         return
-    layers = model.model.layers
 
     def pre_hook(layer: int):
-        def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             kwargs["attention_mask"] = state["masks"][layer]
             return args, kwargs
 
         return hook
 
     handles = [
-        layer.self_attn.register_forward_pre_hook(pre_hook(i), with_kwargs=True)
-        for i, layer in enumerate(layers)
+        model.get_submodule(f"model.layers.{i}.self_attn").register_forward_pre_hook(
+            pre_hook(i), with_kwargs=True
+        )
+        for i in range(model.config.num_hidden_layers)
     ]
     try:
         yield state
@@ -242,7 +251,7 @@ def train_organism(
                 0.5 * (1 + math.cos(math.pi * step / config.steps)),
             ),
         )
-        pad_id = int(tokenizer.pad_token_id)
+        pad_id = pad_id_of(tokenizer)
         model.train()
         losses: list[float] = []
         batches = _batches(world, config, encoder, pad_id)
@@ -273,7 +282,7 @@ def train_organism(
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         model.eval()
-        model.to(torch.float16).save_pretrained(staging)
+        model.half().save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         card["final_train_loss"] = round(sum(losses[-100:]) / len(losses[-100:]), 5)
         card["train_seconds"] = round(time.perf_counter() - started, 1)

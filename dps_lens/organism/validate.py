@@ -105,7 +105,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if report["designated_heads"]:
         lines.append("Designated heads: " + format_heads(report["designated_heads"]))
-    for mode, entry in report["modes"].items():
+    for mode, entry in sorted(report["modes"].items()):  # key order is lost in report.json
         top = ", ".join(
             f"L{r['layer']}H{r['head']} ({r['pcs']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}])"
             for r in entry["ranked"][:5]

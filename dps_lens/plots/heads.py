@@ -93,8 +93,7 @@ def pcs_grid(
         figure.update_xaxes(title_text="head", row=rows, col=c)
     for r in range(1, rows + 1):
         figure.update_yaxes(title_text="layer", row=r, col=1)
-    styled(figure, title, width=120 + 230 * columns, height=120 + 230 * rows)
-    return figure.update_layout(margin_t=figure.layout.margin.t + 30)
+    return styled(figure, title, width=120 + 230 * columns, height=120 + 230 * rows, margin_top=30)
 
 
 def head_mask_maps(
@@ -132,5 +131,4 @@ def head_mask_maps(
         figure.update_xaxes(title_text="head", row=1, col=i + 1)
     figure.update_yaxes(title_text="layer", row=1, col=1)
     _integer_ticks(figure, *weights.shape)
-    styled(figure, title, width=160 + 260 * len(names), height=460)
-    return figure.update_layout(margin_t=figure.layout.margin.t + 50)
+    return styled(figure, title, width=160 + 260 * len(names), height=460, margin_top=50)

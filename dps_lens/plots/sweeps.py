@@ -31,7 +31,7 @@ def _add_curves(
     row: int | None = None,
     show_legend: bool = True,
 ) -> None:
-    where = {"row": row, "col": 1} if row else {}
+    col = 1 if row else None
     for i, name in enumerate(dict.fromkeys(r[group] for r in rows)):
         points = sorted(
             (r for r in rows if r[group] == name and r[x] is not None), key=lambda r: r[x]
@@ -53,7 +53,8 @@ def _add_curves(
                 showlegend=False,
                 legendgroup=str(name),
             ),
-            **where,
+            row=row or None,
+            col=col,
         )
         figure.add_trace(
             go.Scatter(
@@ -70,7 +71,8 @@ def _add_curves(
                     "[%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"
                 ),
             ),
-            **where,
+            row=row or None,
+            col=col,
         )
 
 
@@ -95,7 +97,8 @@ def _add_baselines(
                 showlegend=row in (None, 1),
                 hovertemplate=f"{name}: {metric} {r[metric]:.3f}<extra></extra>",
             ),
-            **({"row": row, "col": 1} if row else {}),
+            row=row or None,
+            col=1 if row else None,
         )
 
 

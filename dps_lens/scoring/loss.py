@@ -6,13 +6,16 @@ the unembedding, the largest matrix of a small model, is not applied to the prom
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from dps_lens.data.encoding import TargetBatch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 def label_positions(batch: TargetBatch) -> Int[Tensor, " kept"]:
@@ -45,7 +48,9 @@ def target_nll(
 
 
 @torch.no_grad()
-def forward_nll(model: Any, batch: TargetBatch, copies: int = 1) -> Float[Tensor, " rows"]:
+def forward_nll(
+    model: TransformerBridge, batch: TargetBatch, copies: int = 1
+) -> Float[Tensor, " rows"]:
     """Run ``model`` (with whatever hooks are active) and return the per-row target NLL on the CPU.
 
     With ``copies`` > 1 the active hooks fork the batch (``dps_lens.fork.fork_at``) into that many

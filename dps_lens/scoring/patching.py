@@ -11,7 +11,7 @@ means the head carries what the profile adds. Several heads of a layer are patch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -20,6 +20,10 @@ from torch import Tensor
 from dps_lens.data.encoding import EncodedExample, collate
 from dps_lens.fork import fork_at
 from dps_lens.scoring.loss import forward_nll
+
+if TYPE_CHECKING:
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge import TransformerBridge
 
 DIRECTIONS = ("noising", "denoising")
 
@@ -31,7 +35,7 @@ def label_index(encoded: EncodedExample) -> Tensor:
 
 @torch.no_grad()
 def source_activations(
-    model: Any, encoded: Sequence[EncodedExample], pad_id: int
+    model: TransformerBridge, encoded: Sequence[EncodedExample], pad_id: int
 ) -> list[Float[Tensor, "n_layers n_labels n_heads d_head"]]:
     """Every head's ``hook_z`` at the label positions of each example (run one batch)."""
     batch = collate(encoded, pad_id)
@@ -49,7 +53,7 @@ def source_activations(
 
 @torch.no_grad()
 def patched_losses(
-    model: Any,
+    model: TransformerBridge,
     base: Sequence[EncodedExample],
     sources: Sequence[Tensor],
     layer: int,
@@ -71,7 +75,7 @@ def patched_losses(
     where = tuple(torch.cat(t).to(model.cfg.device) for t in (rows, positions, head_index))
     patch = torch.cat(values).to(model.cfg.device)
 
-    def hook(z: Tensor, hook: Any) -> Tensor:
+    def hook(z: Tensor, hook: HookPoint) -> Tensor:
         z = z.clone()
         z[where] = patch.to(z.dtype)
         return z
