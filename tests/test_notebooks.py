@@ -24,6 +24,19 @@ def test_stored_stripped(path: Path) -> None:
     assert "widgets" not in notebook.metadata
 
 
+# Calls that run a whole study or regenerate its saved results: notebooks read results/ instead.
+STUDY_CALLS = ("produce_inputs", "run_study", "run_cluster_study", "validate_organism",
+               "build_study", "dps-lens study", "dps-lens organism validate")  # fmt: skip
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_runs_a_study(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not [c for c in STUDY_CALLS if c in cell.source], cell.source
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_top_to_bottom(path: Path) -> None:
