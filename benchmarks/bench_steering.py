@@ -173,13 +173,13 @@ def main() -> None:
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
     torch.manual_seed(0)
-    organism_heads = read_heads(args.organism_heads, args.organism_k)
+    organism_heads = read_heads(args.organism_heads, args.organism_k, model_id="organism-planted")
     print(f"organism-planted heads ({args.organism_heads}): {organism_heads}")
     rows = bench_model(
         "organism-planted", "organism-planted", organism_heads, "history", lengths, args.repeats
     )
     if SMOLLM2.exists():
-        heads = read_heads(args.heads, args.k)
+        heads = read_heads(args.heads, args.k, model_id=str(SMOLLM2))  # run from the repo root
         print(f"SmolLM2 heads ({args.heads}): {heads}")
         rows += bench_model("SmolLM2-135M", str(SMOLLM2), heads, "chat", lengths, args.repeats)
     else:
