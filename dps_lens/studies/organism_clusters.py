@@ -142,12 +142,13 @@ def run_cluster_study(
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "report.md", _markdown(report))
-    report["markdown"] = _markdown(report)
+    atomic_write_text(out / "report.md", report_markdown(report))
+    report["markdown"] = report_markdown(report)
     return report
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: dict[str, Any]) -> str:
+    """``report.md`` from the report of ``run_cluster_study`` (or its ``report.json``)."""
     lines = [
         f"## {report['model']}: global vs cluster-routed DPS (γ = {report['gamma']:g})",
         "",
@@ -158,7 +159,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "| cluster | users | majority group | top heads | planted | Jaccard |",
         "|---|---|---|---|---|---|",
     ]
-    for name, c in report["clusters"].items():
+    for name, c in sorted(report["clusters"].items()):  # key order is lost in report.json
         lines.append(
             f"| {name} | {c['users']} | {c['majority_group']} | {format_heads(c['top_heads'])} | "
             f"{format_heads(c['planted_heads'])} | {c['jaccard_with_planted']:.2f} |"
