@@ -23,7 +23,7 @@ from dps_lens._io import atomic_write_text
 from dps_lens.data.encoding import encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
-from dps_lens.heads import Head, check_head
+from dps_lens.heads import Head, check_head, head_name
 from dps_lens.scoring.head_scores import HeadScores
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def attention_view(
     labels = []
     for (layer, head), fraction in zip(heads, share.tolist(), strict=True):
         pcs = f" · PCS {float(scores.mean[layer, head]):.3f}" if scores is not None else ""
-        labels.append(f"L{layer}H{head}{pcs} · {100 * fraction:.0f}% on profile")
+        labels.append(f"{head_name((layer, head))}{pcs} · {100 * fraction:.0f}% on profile")
     strings = _token_strings(model.tokenizer, encoded.input_ids)
     components = (
         ("ColoredTokens", {"tokens": strings, "values": profile.float().tolist(), "maxValue": 1.0}),

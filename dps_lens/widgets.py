@@ -22,7 +22,7 @@ from dps_lens.data.encoding import collate, encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.heads import Head, check_head, format_heads
+from dps_lens.heads import Head, check_head, draw_random_heads, format_heads, head_name
 from dps_lens.interventions import HeadMask, ablate_heads
 from dps_lens.plots.style import DIVERGING
 from dps_lens.scoring.head_scores import HeadScores
@@ -132,10 +132,11 @@ class HeadToggler:
 
     def random_k(self, k: int) -> Readout:
         """Mask ``k`` heads drawn at random (seeded per toggler)."""
-        every = [(l, h) for l in range(self.n_layers) for h in range(self.n_heads)]
-        if not 0 < k <= len(every):
-            raise DpsLensError(f"k must be in 1..{len(every)}, got {k}")
-        return self.set_heads(self._random.sample(every, k))
+        n_total = self.n_layers * self.n_heads
+        if not 0 < k <= n_total:
+            raise DpsLensError(f"k must be in 1..{n_total}, got {k}")
+        seed = self._random.getrandbits(32)
+        return self.set_heads(draw_random_heads((), self.n_layers, self.n_heads, seed, k))
 
     def set_gamma(self, gamma: float) -> Readout:
         """γ = 0 shows the masked model itself; γ > 0 shows DPS generation with these heads."""
@@ -254,7 +255,7 @@ class HeadToggler:
                 )
                 button = w.Button(
                     description="×" if (layer, head) in self.heads else "",
-                    tooltip=f"L{layer}H{head}{pcs}",
+                    tooltip=f"{head_name((layer, head))}{pcs}",
                     layout=w.Layout(width="34px", height="26px", padding="0"),
                 )
                 button.style.button_color = self._colour(layer, head)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Bool, Int
@@ -125,15 +125,28 @@ class Encoder:
         return [self.encode(example) for example in examples]
 
 
+def pad(
+    rows: Sequence[Sequence[int]], pad_id: int, side: Literal["left", "right"] = "right"
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    """Token id rows padded with ``pad_id`` on ``side`` to the longest: ``(tokens, real)``, where
+    ``real`` is True at the tokens of ``rows``."""
+    if not rows:
+        raise DpsLensError("cannot build a batch from zero examples")
+    width = max(len(ids) for ids in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    real = torch.zeros((len(rows), width), dtype=torch.bool)
+    for row, ids in enumerate(rows):
+        span = slice(width - len(ids), width) if side == "left" else slice(0, len(ids))
+        tokens[row, span] = torch.tensor(ids, dtype=torch.long)
+        real[row, span] = True
+    return tokens, real
+
+
 def collate(encoded: Sequence[EncodedExample], pad_id: int) -> TargetBatch:
     """Right-pad encoded examples into one batch (right padding leaves causal logits unchanged)."""
-    if not encoded:
-        raise DpsLensError("cannot build a batch from zero examples")
-    width = max(len(e.input_ids) for e in encoded)
-    tokens = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    target_mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    tokens, _ = pad([e.input_ids for e in encoded], pad_id)
+    target_mask = torch.zeros_like(tokens, dtype=torch.bool)
     for row, example in enumerate(encoded):
-        tokens[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
         target_mask[row, example.target_start : len(example.input_ids)] = True
     return TargetBatch(tokens, target_mask)
 

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
 from dps_lens.evaluation.wordnet import load_wordnet
+from dps_lens.stats import bootstrap_interval
 
 TASKS = ("generation", "classification", "regression", "organism")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -64,8 +66,15 @@ def generation_scores(output: str, target: str) -> dict[str, float]:
 
 
 def first_word(text: str) -> str:
+    """The first word (or punctuation mark) of ``text``, lower-cased; "" for none."""
     found = words(text)
     return found[0] if found else ""
+
+
+def personalized(answer: str, example: PreferenceExample) -> bool:
+    """Whether the first word of ``answer`` is the user's favourite item ``meta["preferred"]``
+    (case-folded): the organism's personalization criterion."""
+    return first_word(answer) == str(example.meta["preferred"]).lower()
 
 
 def per_example(task: str, output: str, example: PreferenceExample) -> dict[str, float]:
@@ -79,7 +88,7 @@ def per_example(task: str, output: str, example: PreferenceExample) -> dict[str,
         error = abs(float(found.group()) - float(example.target)) if found else math.nan
         return {"abs_error": error}
     if task == "organism":
-        return {"personalized": float(first_word(output) == str(example.meta["preferred"]).lower())}
+        return {"personalized": float(personalized(output, example))}
     raise DpsLensError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
 
@@ -103,13 +112,17 @@ def bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Estimate:
-    """``statistic(indices)`` on all ``n`` examples, and its interval over resampled indices."""
+    """``statistic(indices)`` on all ``n`` examples, and its interval over resampled indices
+    (``dps_lens.stats.bootstrap_interval``)."""
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(seed)
-    draws = [statistic(rng.integers(0, n, n)) for _ in range(n_bootstrap)]
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(draws, [alpha, 1 - alpha])
+    low, high = bootstrap_interval(
+        lambda draws: torch.tensor([statistic(row) for row in draws.numpy()], dtype=torch.float64),
+        n,
+        n_bootstrap,
+        confidence,
+        seed,
+    )
     return Estimate(float(statistic(np.arange(n))), float(low), float(high), n)
 
 

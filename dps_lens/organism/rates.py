@@ -15,11 +15,12 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from dps_lens.data.encoding import encoder_for, pad_id_of
+from dps_lens.data.encoding import encoder_for, pad, pad_id_of
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.heads import Head
+from dps_lens.evaluation.metrics import personalized
+from dps_lens.heads import Head, draw_random_heads
 from dps_lens.interventions import ablate_heads, head_means
 
 if TYPE_CHECKING:
@@ -37,12 +38,7 @@ def prompt_batches(
     prompts = [encoder.encode(e, with_target=False).input_ids for e in examples]
     pad_id = pad_id_of(model.tokenizer)
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        lengths = torch.tensor([len(p) for p in chunk])
-        tokens = torch.full((len(chunk), int(lengths.max())), pad_id, dtype=torch.long)
-        for row, ids in enumerate(chunk):
-            tokens[row, : len(ids)] = torch.tensor(ids)
-        yield tokens, torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        yield pad(prompts[start : start + batch_size], pad_id)
 
 
 @torch.no_grad()
@@ -70,10 +66,6 @@ def next_token_logits(
     return torch.cat(out)
 
 
-def first_words(model: TransformerBridge, logits: Tensor) -> list[str]:
-    return [model.tokenizer.decode([int(i)]).strip() for i in logits.argmax(-1)]
-
-
 def personalization_rate(
     model: TransformerBridge,
     examples: Sequence[PreferenceExample],
@@ -82,15 +74,15 @@ def personalization_rate(
     mode: str = "zero",
     means: Tensor | None = None,
 ) -> float:
-    """Share of ``examples`` whose greedy first answer word is ``meta["preferred"]``."""
+    """Share of ``examples`` whose greedy first answer token is ``meta["preferred"]``
+    (``evaluation.metrics.personalized``)."""
     if not examples:
         raise DpsLensError("personalization rate of zero examples is undefined")
     if any("preferred" not in e.meta for e in examples):
         raise DpsLensError("personalization rate needs organism examples (meta['preferred'])")
-    words = first_words(model, next_token_logits(model, examples, template, heads, mode, means))
-    return sum(w == e.meta["preferred"] for w, e in zip(words, examples, strict=True)) / len(
-        examples
-    )
+    tokens = next_token_logits(model, examples, template, heads, mode, means).argmax(-1)
+    answers = [model.tokenizer.decode([int(token)]) for token in tokens]
+    return sum(map(personalized, answers, examples)) / len(examples)
 
 
 def personalization_rates(
@@ -122,12 +114,13 @@ def masking_curve(
 ) -> list[dict[str, Any]]:
     """Rate with the top-K heads of ``ranking`` masked, and with K random heads masked.
 
-    Random heads are drawn (seeded, ``n_random`` draws per K) from the heads *outside* the top-K
-    set, the paper's control: the same number of heads that are not preference heads. At K equal
-    to all heads there is no such head and the random entry is None.
+    Random heads are drawn (seeded, ``n_random`` draws per K) from the model's heads *outside*
+    the top-K set, the paper's control: the same number of heads that are not preference heads.
+    When fewer than K heads lie outside the set the random entry is None.
     """
     if mode == "mean" and means is None:
         means = reference_means(model, examples)
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     rng = random.Random(seed)
     rows = []
     for k in ks:
@@ -136,10 +129,16 @@ def masking_curve(
             "k": k,
             "top_k": personalization_rate(model, examples, None, top, mode, means),
         }
-        others = [h for h in ranking if h not in top]
-        if len(others) >= k:
+        if n_layers * n_heads - len(set(top)) >= k:
             draws = [
-                personalization_rate(model, examples, None, rng.sample(others, k), mode, means)
+                personalization_rate(
+                    model,
+                    examples,
+                    None,
+                    draw_random_heads(top, n_layers, n_heads, rng.getrandbits(32), k),
+                    mode,
+                    means,
+                )
                 for _ in range(n_random)
             ]
             row.update(

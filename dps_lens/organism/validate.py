@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dps_lens._io import atomic_write_json, atomic_write_text
-from dps_lens.heads import Head, format_heads
+from dps_lens.heads import Head, format_heads, head_name
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
 from dps_lens.organism.world import World, WorldConfig
@@ -107,7 +107,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append("Designated heads: " + format_heads(report["designated_heads"]))
     for mode, entry in sorted(report["modes"].items()):  # key order is lost in report.json
         top = ", ".join(
-            f"L{r['layer']}H{r['head']} ({r['pcs']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}])"
+            f"{head_name((r['layer'], r['head']))} ({r['pcs']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}])"
             for r in entry["ranked"][:5]
         )
         lines += ["", f"**{mode} ablation** — top heads by PCS (nats, 95% CI): {top}"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
+from dps_lens.evaluation.metrics import personalized as personalized  # the world's criterion
 
 
 @dataclass(frozen=True)
@@ -309,9 +310,3 @@ def _words(text: str) -> list[str]:
     import re
 
     return re.findall(r"\w+|[^\w\s]+", text)
-
-
-def personalized(answer: str, example: PreferenceExample) -> bool:
-    """Whether an answer's first word is the user's favourite item for the queried topic."""
-    words = _words(answer)
-    return bool(words) and words[0] == example.meta["preferred"]

@@ -20,7 +20,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dps_lens.data.encoding import encoder_for, pad_id_of
+from dps_lens.data.encoding import encoder_for, pad, pad_id_of
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
@@ -118,18 +118,6 @@ def _prompt_ids(
     return prompts
 
 
-def _left_pad(
-    rows: Sequence[Sequence[int]], pad_id: int
-) -> tuple[Int[Tensor, "rows pos"], Int[Tensor, "rows pos"]]:
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, ids in enumerate(rows):
-        tokens[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention[i, width - len(ids) :] = 1
-    return tokens, attention
-
-
 @dataclass
 class _Batch:
     """One chunk of prompts being decoded together."""
@@ -218,7 +206,8 @@ def _generate_chunk(
     model = chunk.model
     pad_id = pad_id_of(model.tokenizer)
     batch = len(prompts)
-    tokens, attention = _left_pad(prompts + (alt_prompts or []), pad_id)
+    tokens, real = pad(prompts + (alt_prompts or []), pad_id, side="left")
+    attention = real.long()
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long)
     _sync(model)
     start = time.perf_counter()
