@@ -7,9 +7,9 @@ from dps_lens.models import load_model
 from dps_lens.organism.bundled import BUNDLED_ORGANISMS
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
-from dps_lens.organism.train import read_card
+from dps_lens.organism.train import read_card, trained_world
 from dps_lens.organism.validate import TOLERANCE, precision_at_k, smallest_k_at_level
-from dps_lens.organism.world import World
+from dps_lens.organism.world import World, WorldConfig
 from dps_lens.scoring import ScanConfig, score_heads
 
 WORLD = World()
@@ -83,3 +83,25 @@ def test_free_organism_personalizes_and_some_head_set_removes_it(free, discovery
     curve = masking_curve(free, evaluation, ranking, range(1, n_heads + 1), n_random=1)
     assert smallest_k_at_level(curve, rates["no_profile"]) is not None
     assert curve[0]["top_k"] < rates["full"]  # the best head alone already matters
+
+
+def test_validation_uses_the_world_of_the_model_card(monkeypatch):
+    """organism-groups is validated on the grouped world it was trained on (group 1 users too)."""
+    from dps_lens.organism import validate
+
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    def record(model, examples):
+        seen.extend(examples)
+        raise Seen
+
+    monkeypatch.setattr(validate, "personalization_rates", record)
+    with pytest.raises(Seen):
+        validate.validate_organism(
+            load_model("organism-groups", device="cpu"), n_discovery_users=20
+        )
+    assert {e.meta.get("group") for e in seen} == {0, 1}
+    assert trained_world(load_model("organism-free", device="cpu")).config == WorldConfig()

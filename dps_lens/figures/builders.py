@@ -183,17 +183,17 @@ def _head_masks(inputs: Inputs, spec: FigureSpec) -> Figure:
 def _attention(inputs: Inputs, spec: FigureSpec) -> Figure:
     from dps_lens.data.loaders import load_examples
     from dps_lens.models import load_model
-    from dps_lens.organism.world import World
+    from dps_lens.organism.train import trained_world
 
     scores = inputs.scores(spec)
+    model = load_model(spec.options.get("model", scores.model_id), device="cpu")
     if "examples" in spec.options:
         examples = load_examples(inputs.path(spec, "examples"))
     else:
-        examples = World().split_examples(
+        examples = trained_world(model).split_examples(
             spec.options.get("world_split", "evaluation"), 4, queries_per_user=1
         )
     example = examples[int(spec.options.get("example", 0))]
-    model = load_model(spec.options.get("model", scores.model_id), device="cpu")
     return attention_view(
         model,
         example,

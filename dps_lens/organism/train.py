@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -31,6 +31,9 @@ from dps_lens.organism.planted import PlantedSpec, layer_attention_masks, plante
 from dps_lens.organism.world import GROUP_MARKER, World, WorldConfig
 from dps_lens.scoring.loss import target_nll
 from dps_lens.tiny import TinyModelConfig, hf_model
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 CARD_FILE = "model_card.json"
@@ -366,3 +369,13 @@ def write_card(directory: Path, card: dict[str, Any]) -> None:
 def read_card(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CARD_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def trained_world(model: TransformerBridge) -> World:
+    """The world ``model`` was trained on, from the model card beside its weights (the default
+    world for a model without a card, e.g. one loaded from GGUF or the Hub)."""
+    source = str(getattr(model.original_model.config, "name_or_path", "") or "")
+    config = read_card(source).get("world", {}).get("config") if source else None
+    if not config:
+        return World()
+    return World(WorldConfig(**{**config, "topics_per_user": tuple(config["topics_per_user"])}))

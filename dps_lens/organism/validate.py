@@ -17,7 +17,8 @@ from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.heads import Head, format_heads, head_name
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
-from dps_lens.organism.world import World, WorldConfig
+from dps_lens.organism.train import trained_world
+from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads
 
 if TYPE_CHECKING:
@@ -52,9 +53,10 @@ def validate_organism(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the validation on a loaded organism; returns a JSON-ready report."""
+    """Run the validation on a loaded organism, on ``world`` (default: the world of its model
+    card, ``train.trained_world``); returns a JSON-ready report."""
     started = time.perf_counter()
-    world = world or World(WorldConfig())
+    world = world or trained_world(model)
     discovery = world.split_examples("discovery", n_discovery_users, queries_per_user=2)
     evaluation = world.split_examples("evaluation", n_evaluation_users, queries_per_user=2)
     truth = list(designated_heads(model))
