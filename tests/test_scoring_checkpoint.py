@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from dps_lens.scoring import ScanConfig, score_heads
-from dps_lens.scoring.pcs import CHECKPOINT_META, CHECKPOINT_TENSORS, _Checkpoint
+from dps_lens.scoring.checkpoint import CHECKPOINT_META, CHECKPOINT_TENSORS, ScanCheckpoint
 
 
 def interrupted_scan(model, examples, config, directory, monkeypatch, after: int = 2) -> None:
     saves = {"n": 0}
-    original = _Checkpoint.save
+    original = ScanCheckpoint.save
 
     def interrupt(self):
         original(self)
@@ -21,7 +21,7 @@ def interrupted_scan(model, examples, config, directory, monkeypatch, after: int
         if saves["n"] == after:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Checkpoint, "save", interrupt)
+    monkeypatch.setattr(ScanCheckpoint, "save", interrupt)
     with pytest.raises(KeyboardInterrupt):
         score_heads(model, examples, config, checkpoint_dir=directory, progress=False)
     monkeypatch.undo()

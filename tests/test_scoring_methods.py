@@ -9,9 +9,9 @@ from dps_lens.errors import DpsLensError
 from dps_lens.interventions import ablate_heads
 from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads
+from dps_lens.scoring.checkpoint import ScanCheckpoint
 from dps_lens.scoring.loss import forward_nll
 from dps_lens.scoring.patching import patched_losses, source_activations
-from dps_lens.scoring.pcs import _Checkpoint
 from tests.test_scoring import _naive_pcs
 
 PLANTED_HEADS = {(1, 1), (1, 3), (2, 2)}
@@ -98,7 +98,7 @@ def test_every_method_resumes_after_an_interruption(tiny_llama, examples, tmp_pa
     config = ScanConfig(method=method, batch_size=2)
     fresh = score_heads(tiny_llama, examples, config, progress=False)
     saves = {"n": 0}
-    original = _Checkpoint.save
+    original = ScanCheckpoint.save
 
     def interrupt_after_two(self):
         original(self)
@@ -106,7 +106,7 @@ def test_every_method_resumes_after_an_interruption(tiny_llama, examples, tmp_pa
         if saves["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Checkpoint, "save", interrupt_after_two)
+    monkeypatch.setattr(ScanCheckpoint, "save", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         score_heads(tiny_llama, examples, config, checkpoint_dir=tmp_path, progress=False)
     monkeypatch.undo()

@@ -1,7 +1,5 @@
 """``dps-lens discover``: score every attention head and save the scores, ranking and heatmap."""
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import sys
@@ -22,7 +20,6 @@ from dps_lens.scoring import ScanConfig
 @dataclass(frozen=True, kw_only=True)
 class DiscoverConfig(ModelOptions, DataOptions, ScanConfig):
     out: Path = Path("runs/discover")  # output directory (scores, ranking, heatmap, checkpoint)
-    k: int = 10  # size of the saved top-K head set
     layers: str | None = None  # only score these layers, comma-separated, e.g. 0,1
     # also score per user or per k-means cluster of profiles (from the same scan)
     by: Literal["global", "user", "cluster"] = "global"

@@ -1,7 +1,5 @@
 """``dps-lens evaluate``: compare decoding methods on the same held-out users (table + outputs)."""
 
-from __future__ import annotations
-
 import argparse
 import time
 from dataclasses import dataclass

@@ -1,7 +1,5 @@
 """``dps-lens steer``: generate with DPS (or a baseline) for prompts or data."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from dataclasses import dataclass

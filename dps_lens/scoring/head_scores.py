@@ -1,7 +1,9 @@
 """``HeadScores``: per-head scores with their per-example values, uncertainty and provenance.
 
 Saved as two files written atomically: ``scores.safetensors`` (tensors, bit-exact) and
-``scores.json`` (config, model id, data hash, example ids).
+``scores.json`` (config, model id, data hash, example ids). A scan with the no-profile contrast
+also holds every head's PCS on the same examples without the profile, and their paired
+difference ΔPCS = PCS(profile) − PCS(no profile); a racing scan holds each head's status.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -22,11 +24,18 @@ from torch import Tensor
 from dps_lens._io import atomic_write, atomic_write_json, atomic_write_text
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.heads import Head, head_name
-from dps_lens.scoring.stats import summarize
+from dps_lens.scoring.stats import ScoreSummary, summarize
 
 TENSORS_FILE = "scores.safetensors"
 META_FILE = "scores.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+Select = Literal["pcs", "specific"]
+SELECTIONS: tuple[str, ...] = ("pcs", "specific")
+UNDECIDED, IN, OUT = 0, 1, 2
+STATUS_NAMES = {UNDECIDED: "undecided", IN: "in", OUT: "out"}
+"""Racing status codes (``HeadScores.status``): decided in or out of the top K, or undecided."""
+SUMMARY_FIELDS = ("mean", "stderr", "ci_low", "ci_high", "n")
 
 
 def rank_heads(mean: Float[Tensor, "n_layers n_heads"]) -> list[Head]:
@@ -40,19 +49,22 @@ def rank_heads(mean: Float[Tensor, "n_layers n_heads"]) -> list[Head]:
 class HeadScores:
     """Scores of every head: ``mean[l, h]`` = PCS(l, h) (nats; positive = removing the head hurts).
 
-    ``per_example[i, l, h]`` is example i's ``L(M \\ h) - L(M)``; NaN marks heads not scored.
+    ``per_example[i, l, h]`` is example i's ``L(M \\ h) - L(M)``; NaN marks a head not scored on
+    that example. ``no_profile`` holds the same on the example's no-profile prompt (same target),
+    when scored; ``status`` a racing scan's decisions (``STATUS_NAMES``).
     """
 
     per_example: Float[Tensor, "n_examples n_layers n_heads"]
-    clean_loss: Float[Tensor, "n_examples"]
+    clean_loss: Float[Tensor, " n_examples"]
     model_id: str
     data_hash: str
     example_ids: list[str]
     config: dict[str, Any] = field(default_factory=dict)
-    mean: Float[Tensor, "n_layers n_heads"] = field(init=False)
-    stderr: Float[Tensor, "n_layers n_heads"] = field(init=False)
-    ci_low: Float[Tensor, "n_layers n_heads"] = field(init=False)
-    ci_high: Float[Tensor, "n_layers n_heads"] = field(init=False)
+    no_profile: Float[Tensor, "n_examples n_layers n_heads"] | None = None
+    status: Int[Tensor, "n_layers n_heads"] | None = None
+    summary: ScoreSummary = field(init=False)
+    summary_no_profile: ScoreSummary | None = field(init=False)
+    summary_delta: ScoreSummary | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.per_example.dim() != 3 or self.per_example.shape[0] != len(self.example_ids):
@@ -60,13 +72,33 @@ class HeadScores:
                 f"per_example must be [n_examples, n_layers, n_heads] with one id per example, got "
                 f"{tuple(self.per_example.shape)} and {len(self.example_ids)} ids"
             )
-        summary = summarize(
-            self.per_example,
-            n_bootstrap=int(self.config.get("n_bootstrap", 1000)),
-            seed=int(self.config.get("seed", 0)),
-        )
-        self.mean, self.stderr = summary.mean, summary.stderr
-        self.ci_low, self.ci_high = summary.ci_low, summary.ci_high
+        if self.no_profile is not None and self.no_profile.shape != self.per_example.shape:
+            raise DpsLensError("no_profile must have the shape of per_example")
+        self.summary = self._summarize(self.per_example)
+        self.summary_no_profile = self.summary_delta = None
+        if self.no_profile is not None:
+            self.summary_no_profile = self._summarize(self.no_profile)
+            self.summary_delta = self._summarize(self.per_example - self.no_profile)
+
+    def _summarize(self, values: Tensor) -> ScoreSummary:
+        n_bootstrap = int(self.config.get("n_bootstrap", 1000))
+        return summarize(values, n_bootstrap=n_bootstrap, seed=int(self.config.get("seed", 0)))
+
+    @property
+    def mean(self) -> Float[Tensor, "n_layers n_heads"]:
+        return self.summary.mean
+
+    @property
+    def stderr(self) -> Float[Tensor, "n_layers n_heads"]:
+        return self.summary.stderr
+
+    @property
+    def ci_low(self) -> Float[Tensor, "n_layers n_heads"]:
+        return self.summary.ci_low
+
+    @property
+    def ci_high(self) -> Float[Tensor, "n_layers n_heads"]:
+        return self.summary.ci_high
 
     @property
     def n_layers(self) -> int:
@@ -80,27 +112,50 @@ class HeadScores:
     def n_examples(self) -> int:
         return int(self.per_example.shape[0])
 
-    def ranked(self) -> list[dict[str, Any]]:
-        """Scored heads, highest mean first: rank, layer, head, pcs, stderr, ci_low, ci_high, n."""
-        rows = []
-        for layer, head in rank_heads(self.mean):
-            rows.append(
-                {
-                    "rank": len(rows) + 1,
-                    "layer": layer,
-                    "head": head,
-                    "pcs": float(self.mean[layer, head]),
-                    "stderr": float(self.stderr[layer, head]),
-                    "ci_low": float(self.ci_low[layer, head]),
-                    "ci_high": float(self.ci_high[layer, head]),
-                    "n": self.n_examples,
-                }
+    @property
+    def default_select(self) -> Select:
+        """What a saved top-K set was chosen by: ``config["select"]`` (default ``pcs``)."""
+        select = self.config.get("select", "pcs")
+        return "specific" if select == "specific" else "pcs"
+
+    def _ranking(self, by: Select | None) -> ScoreSummary:
+        by = by or self.default_select
+        if by == "pcs":
+            return self.summary
+        if by != "specific" or self.summary_delta is None:
+            raise DpsLensError(
+                f"cannot rank heads by {by!r}: "
+                + (
+                    "the scan has no no-profile contrast (discover --contrast no-profile)"
+                    if by == "specific"
+                    else f"use one of {', '.join(SELECTIONS)}"
+                )
             )
+        return self.summary_delta
+
+    def ranked(self, by: Select | None = None) -> list[dict[str, Any]]:
+        """Scored heads, best first by ``by`` (``pcs``, or ``specific``: ΔPCS; default: what the
+        scan selected by): rank, layer, head, pcs, stderr, ci_low, ci_high, n, and with the
+        no-profile contrast pcs_no_profile and delta (with intervals), with racing the status."""
+        order = rank_heads(self._ranking(by).mean)
+        status = self.status
+        if status is not None:  # racing: heads that went out rank below every contender
+            order.sort(key=lambda h: int(status[h]) == OUT)
+        rows = []
+        for layer, head in order:
+            row: dict[str, Any] = {"rank": len(rows) + 1, "layer": layer, "head": head}
+            row.update(_row(self.summary, layer, head, "pcs"))
+            if self.summary_no_profile is not None and self.summary_delta is not None:
+                row.update(_row(self.summary_no_profile, layer, head, "pcs_no_profile"))
+                row.update(_row(self.summary_delta, layer, head, "delta"))
+            if self.status is not None:
+                row["status"] = STATUS_NAMES.get(int(self.status[layer, head]), "not raced")
+            rows.append(row)
         return rows
 
-    def top_k(self, k: int) -> list[Head]:
-        """The ``k`` heads with the highest mean score, as (layer, head) pairs."""
-        ranked = self.ranked()
+    def top_k(self, k: int, by: Select | None = None) -> list[Head]:
+        """The ``k`` best heads by ``by`` (see ``ranked``), as (layer, head) pairs."""
+        ranked = self.ranked(by)
         if k <= 0:
             raise DpsLensError(f"k must be positive, got {k}")
         if k > len(ranked):
@@ -110,36 +165,58 @@ class HeadScores:
             )
         return [(row["layer"], row["head"]) for row in ranked[:k]]
 
-    def format_top(self, k: int) -> str:
-        """The top ``k`` heads as a text table: rank, head, PCS (nats) and its 95% interval."""
-        lines = [f"{'rank':>4}  {'head':>8}  {'PCS (nats)':>11}  {'95% CI':>21}"]
-        for row in self.ranked()[:k]:
+    def format_top(self, k: int, by: Select | None = None) -> str:
+        """The top ``k`` heads as a text table: rank, head, score (nats), its 95% interval and n."""
+        specific = (by or self.default_select) == "specific"
+        key, low, high = (
+            ("delta", "delta_ci_low", "delta_ci_high") if specific else ("pcs", "ci_low", "ci_high")
+        )
+        lines = [
+            f"{'rank':>4}  {'head':>8}  {'ΔPCS (nats)' if specific else 'PCS (nats)':>11}  {'95% CI':>21}  {'n':>5}"
+        ]
+        for row in self.ranked(by)[:k]:
             name = head_name((row["layer"], row["head"]))
+            status = f"  {row['status']}" if "status" in row else ""
             lines.append(
-                f"{row['rank']:>4}  {name:>8}  {row['pcs']:>11.5f}"
-                f"  [{row['ci_low']:>9.5f}, {row['ci_high']:>9.5f}]"
+                f"{row['rank']:>4}  {name:>8}  {row[key]:>11.5f}"
+                f"  [{row[low]:>9.5f}, {row[high]:>9.5f}]  {row['n']:>5}{status}"
             )
         return "\n".join(lines)
 
-    def ranked_csv(self) -> str:
+    def ranked_csv(self, by: Select | None = None) -> str:
+        rows = self.ranked(by)
         buffer = io.StringIO()
-        fields = ["rank", "layer", "head", "pcs", "stderr", "ci_low", "ci_high", "n"]
-        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=list(rows[0]) if rows else ["rank"], lineterminator="\n"
+        )
         writer.writeheader()
-        writer.writerows(self.ranked())
+        writer.writerows(rows)
         return buffer.getvalue()
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Everything ``save`` writes to ``scores.safetensors``."""
+        tensors = {
+            "per_example": self.per_example.contiguous(),
+            "clean_loss": self.clean_loss.contiguous(),
+        }
+        summaries = {
+            "": self.summary,
+            "no_profile_": self.summary_no_profile,
+            "delta_": self.summary_delta,
+        }
+        for prefix, summary in summaries.items():
+            if summary is not None:
+                tensors.update({prefix + name: getattr(summary, name) for name in SUMMARY_FIELDS})
+        if self.no_profile is not None:
+            tensors["no_profile"] = self.no_profile.contiguous()
+        if self.status is not None:
+            tensors["status"] = self.status
+        return tensors
 
     def save(self, directory: str | Path) -> Path:
         """Write ``scores.safetensors`` and ``scores.json`` into ``directory`` (atomic)."""
         directory = Path(directory)
-        tensors = {
-            "per_example": self.per_example.contiguous(),
-            "clean_loss": self.clean_loss.contiguous(),
-            "mean": self.mean,
-            "stderr": self.stderr,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-        }
+        tensors = self.tensors()
         atomic_write(directory / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
         atomic_write_json(
             directory / META_FILE,
@@ -153,23 +230,25 @@ class HeadScores:
         )
         return directory
 
-    def save_reports(self, directory: str | Path, k: int) -> None:
+    def save_reports(self, directory: str | Path, k: int, by: Select | None = None) -> None:
         """Also write ``ranked.json``, ``ranked.csv`` and ``top_k.json`` for the top ``k`` heads."""
         directory = Path(directory)
-        atomic_write_json(directory / "ranked.json", self.ranked())
-        atomic_write_text(directory / "ranked.csv", self.ranked_csv())
+        by = by or self.default_select
+        atomic_write_json(directory / "ranked.json", self.ranked(by))
+        atomic_write_text(directory / "ranked.csv", self.ranked_csv(by))
         atomic_write_json(
             directory / "top_k.json",
             {
                 "k": k,
-                "heads": [list(h) for h in self.top_k(k)],
+                "heads": [list(h) for h in self.top_k(k, by)],
                 "model_id": self.model_id,
+                "select": by,
             },
         )
 
     @classmethod
     def load(cls, directory: str | Path) -> HeadScores:
-        """Load what ``save`` wrote; the tensors come back bit-identical."""
+        """Load what ``save`` wrote (validated); the tensors come back bit-identical."""
         directory = Path(directory)
         if directory.is_file():
             directory = directory.parent
@@ -190,22 +269,46 @@ class HeadScores:
             UnicodeDecodeError,
         ) as exc:
             raise DataFormatError(f"{directory}: unreadable head-score files ({exc})") from None
-        if meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format_version") not in READABLE_VERSIONS:
+            version = meta.get("format_version") if isinstance(meta, dict) else None
             raise DataFormatError(
-                f"{meta_path}: format version {meta.get('format_version')} is not supported "
-                f"(expected {FORMAT_VERSION})"
+                f"{meta_path}: format version {version} is not supported (expected one of {READABLE_VERSIONS})"
             )
         scores = cls.__new__(cls)
         try:
             scores.per_example, scores.clean_loss = tensors["per_example"], tensors["clean_loss"]
-            scores.mean, scores.stderr = tensors["mean"], tensors["stderr"]
-            scores.ci_low, scores.ci_high = tensors["ci_low"], tensors["ci_high"]
             scores.model_id, scores.data_hash = str(meta["model_id"]), str(meta["data_hash"])
             scores.example_ids, scores.config = list(meta["example_ids"]), dict(meta["config"])
+            scores.no_profile, scores.status = tensors.get("no_profile"), tensors.get("status")
+            if "n" not in tensors:  # format 1: every head was scored on every example
+                tensors["n"] = (~torch.isnan(scores.per_example)).sum(0)
+            scores.summary = _saved_summary(tensors, "")
+            has_contrast = scores.no_profile is not None
+            scores.summary_no_profile = (
+                _saved_summary(tensors, "no_profile_") if has_contrast else None
+            )
+            scores.summary_delta = _saved_summary(tensors, "delta_") if has_contrast else None
         except (KeyError, TypeError, ValueError) as exc:
             raise DataFormatError(f"{directory}: head-score files lack or mistype {exc}") from None
         _check_saved(scores, directory)
         return scores
+
+
+def _row(summary: ScoreSummary, layer: int, head: int, key: str) -> dict[str, Any]:
+    values = {
+        key: float(summary.mean[layer, head]),
+        f"{key}_stderr": float(summary.stderr[layer, head]),
+        f"{key}_ci_low": float(summary.ci_low[layer, head]),
+        f"{key}_ci_high": float(summary.ci_high[layer, head]),
+    }
+    if key == "pcs":  # the historical column names of ranked.csv
+        values = {"pcs": values["pcs"], "stderr": values["pcs_stderr"], "ci_low": values["pcs_ci_low"],
+                  "ci_high": values["pcs_ci_high"], "n": int(summary.n[layer, head])}  # fmt: skip
+    return values
+
+
+def _saved_summary(tensors: dict[str, Tensor], prefix: str) -> ScoreSummary:
+    return ScoreSummary(**{name: tensors[prefix + name] for name in SUMMARY_FIELDS})
 
 
 def _check_saved(scores: HeadScores, directory: Path) -> None:
@@ -222,14 +325,21 @@ def _check_saved(scores: HeadScores, directory: Path) -> None:
             problems.append(f"clean_loss has shape {tuple(scores.clean_loss.shape)}, not ({n},)")
         if len(scores.example_ids) != n:
             problems.append(f"{len(scores.example_ids)} example ids for {n} rows of per_example")
-        for name in ("mean", "stderr", "ci_low", "ci_high"):
-            if tuple(getattr(scores, name).shape) != layers_heads:
-                problems.append(
-                    f"{name} has shape {tuple(getattr(scores, name).shape)}, not {layers_heads}"
-                )
+        if scores.no_profile is not None and scores.no_profile.shape != per_example.shape:
+            problems.append(
+                f"no_profile has shape {tuple(scores.no_profile.shape)}, not that of per_example"
+            )
+        if scores.status is not None and tuple(scores.status.shape) != layers_heads:
+            problems.append(f"status has shape {tuple(scores.status.shape)}, not {layers_heads}")
+        summaries = [scores.summary, scores.summary_no_profile, scores.summary_delta]
+        for summary in filter(None, summaries):
+            for name in SUMMARY_FIELDS:
+                if tuple(getattr(summary, name).shape) != layers_heads:
+                    problems.append(
+                        f"{name} has shape {tuple(getattr(summary, name).shape)}, not {layers_heads}"
+                    )
         if not problems:
-            with torch.no_grad():
-                mean = per_example.nanmean(0)
+            mean = per_example.nanmean(0)
             scored = ~torch.isnan(scores.mean)
             if not torch.allclose(mean[scored], scores.mean[scored], atol=1e-5, rtol=1e-4):
                 problems.append("mean does not equal the mean of per_example")

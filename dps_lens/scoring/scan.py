@@ -1,0 +1,160 @@
+"""A head scan's settings (``ScanConfig``), its state, and the registry of scan methods.
+
+A scan method plans the forward passes of a scan: given the ``ScanState`` it yields ``Work``
+items, each a set of (example, head) cells and the function that scores them in one forward
+pass. The runner (``score_heads``) skips cells already in the checkpoint, checkpoints after every
+item and shows progress, whatever the method. A method may yield lazily and look at the
+checkpoint's values so far (racing does, to drop heads between rounds).
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from jaxtyping import Int
+from simple_parsing import field as flag_field
+from torch import Tensor
+
+from dps_lens.checks import check_float
+from dps_lens.data.encoding import EncodedExample, Encoder
+from dps_lens.data.example import PreferenceExample
+from dps_lens.errors import DpsLensError
+from dps_lens.heads import Head
+from dps_lens.interventions import get_ablation
+from dps_lens.scoring.checkpoint import ScanCheckpoint
+from dps_lens.scoring.patching import DIRECTIONS
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+COMPOSITE_METHODS = ("hybrid",)
+"""Scan methods that combine registered ones (see ``score_heads``)."""
+
+
+def scan_method_names() -> tuple[str, ...]:
+    """Every scan method: the registered planners and the composite ones."""
+    return (*SCAN_METHODS, *COMPOSITE_METHODS)
+
+
+def parse_batch_size(text: str) -> int:
+    """``auto`` (0: from free memory) or a positive integer."""
+    return 0 if text == "auto" else int(text)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Settings of a head scan.
+
+    ``method``: ``exact`` (ablation, the definition of PCS), ``racing`` (exact, but examples
+    come in rounds and heads already certain to be in or out of the top ``k`` stop being
+    scored), ``attribution`` (first-order estimate, ``ig_steps`` > 0 for integrated gradients),
+    ``hybrid`` (attribution ranks every head, the top ``hybrid_top`` are scored exactly) or
+    ``activation-patching`` (profile vs no-profile run, ``direction`` noising or denoising).
+    ``contrast="no-profile"`` also scores every head on each example's no-profile prompt, for
+    ΔPCS = PCS(profile) − PCS(no profile); ``select`` picks the top-K set (and racing's ranked
+    quantity) by PCS or by ΔPCS (``specific``).
+    ``batch_size`` is the number of (example × head) rows per forward pass (examples per batch
+    for attribution); 0 picks it from free memory, and a larger size than fits in free memory
+    is lowered (``auto_batch_size``). ``heads`` restricts the scan to some heads (default: all).
+    """
+
+    # how a head is removed: a registered ablation (zero, mean, uniform, oproj_slice, ...)
+    mode: str = "zero"
+    # ablation rows per forward pass, or auto (from free memory)
+    batch_size: int = flag_field(default=16, type=parse_batch_size)
+    seed: int = 0  # seed of the bootstrap and of racing's example order
+    n_bootstrap: int = 1000  # bootstrap resamples of every interval
+    template: str = "history"  # prompt template: history, chat or no-profile
+    max_length: int | None = None  # token limit per example (default: the model's context)
+    heads: tuple[Head, ...] | None = flag_field(
+        default=None, cmd=False
+    )  # only these heads (default all)
+    method: str = "exact"  # exact, racing, attribution, hybrid or activation-patching
+    ig_steps: int = 0  # attribution: integrated-gradient steps (0: plain attribution patching)
+    hybrid_top: int = 20  # hybrid: heads rescored exactly after attribution
+    direction: str = "noising"  # activation patching: noising or denoising
+    contrast: Literal["none", "no-profile"] = (
+        "none"  # also score each head without the profile (ΔPCS)
+    )
+    select: Literal["pcs", "specific"] = (
+        "pcs"  # rank the top-K set by PCS, or by ΔPCS (needs the contrast)
+    )
+    k: int = 10  # size of the top-K head set (racing decides membership of this set)
+    delta: float = 0.05  # racing: probability that some in/out decision is wrong
+    round_size: int = 8  # racing: examples added per round
+
+    def __post_init__(self) -> None:
+        get_ablation(self.mode)  # raises, naming the registered modes
+        if self.method not in scan_method_names():
+            raise DpsLensError(
+                f"unknown method {self.method!r}; use one of {', '.join(scan_method_names())}"
+            )
+        if self.direction not in DIRECTIONS:
+            raise DpsLensError(
+                f"unknown direction {self.direction!r}; use {' or '.join(DIRECTIONS)}"
+            )
+        if self.batch_size < 0 or self.hybrid_top < 1 or self.ig_steps < 0:
+            raise DpsLensError(
+                "batch_size must be >= 0 (0: auto), hybrid_top >= 1 and ig_steps >= 0"
+            )
+        if self.k < 1 or self.round_size < 2:
+            raise DpsLensError(
+                f"k must be >= 1 and round_size >= 2, got k={self.k}, round_size={self.round_size}"
+            )
+        check_float("delta", self.delta, low=0, high=1, low_open=True)
+        if self.select == "specific" and self.contrast != "no-profile":
+            raise DpsLensError("select='specific' ranks by ΔPCS: it needs contrast='no-profile'")
+        if self.contrast == "no-profile" and self.method not in ("exact", "racing"):
+            raise DpsLensError(
+                f"the no-profile contrast needs method exact or racing, not {self.method!r}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["heads"] = None if self.heads is None else [list(h) for h in self.heads]
+        return out
+
+
+@dataclass
+class Work:
+    """One forward pass's worth of cells and how to score them."""
+
+    cells: list[tuple[int, Head]]
+    compute: Callable[[], Tensor]
+
+
+@dataclass(frozen=True)
+class ScanState:
+    """What a scan method plans its forward passes from. Rows ``0..n-1`` of ``encoded`` are the
+    examples with their profile; with the no-profile contrast rows ``n..2n-1`` are the same
+    examples without it. ``order`` lists the rows to score, shortest first."""
+
+    model: "TransformerBridge"
+    examples: Sequence[PreferenceExample]
+    encoder: Encoder
+    encoded: list[EncodedExample]
+    heads: list[Head]
+    order: list[int]
+    config: ScanConfig
+    pad_id: int
+    means: Tensor | None
+    checkpoint: ScanCheckpoint
+    status: Int[Tensor, "n_layers n_heads"]  # racing's decisions (``STATUS_NAMES``), -1: not raced
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.examples)
+
+
+ScanPlanner = Callable[[ScanState], Iterable[Work]]
+SCAN_METHODS: dict[str, ScanPlanner] = {}
+
+
+def register_scan_method(name: str) -> Callable[[ScanPlanner], ScanPlanner]:
+    """Decorator: make the planner available as ``ScanConfig(method=name)`` and ``--method name``."""
+
+    def register(planner: ScanPlanner) -> ScanPlanner:
+        SCAN_METHODS[name] = planner
+        return planner
+
+    return register

@@ -1,0 +1,135 @@
+"""Racing: its contenders get the full exact scan's values, decisions follow the bounds, resume works."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from scipy import stats
+
+from dps_lens.cli import main
+from dps_lens.data import write_jsonl
+from dps_lens.organism.world import World
+from dps_lens.scoring import ScanConfig, score_heads
+from dps_lens.scoring.checkpoint import ScanCheckpoint
+from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
+from dps_lens.scoring.racing import bounds, decide, race_rounds
+from tests.helpers import discover_args
+
+PLANTED = {(1, 1), (1, 3), (2, 2)}
+
+
+@pytest.fixture(scope="module")
+def discovery():
+    return World().split_examples("discovery", 24, queries_per_user=2)
+
+
+@pytest.fixture(scope="module")
+def full(planted, discovery):
+    return score_heads(planted, discovery, ScanConfig(batch_size=64), progress=False)
+
+
+def test_rounds_are_a_seeded_partition_of_the_examples():
+    rounds = race_rounds(21, 8, seed=3)
+    assert [len(r) for r in rounds] == [8, 8, 5]
+    assert sorted(i for r in rounds for i in r) == list(range(21))
+    assert rounds == race_rounds(21, 8, seed=3) != race_rounds(21, 8, seed=4)
+
+
+def test_bounds_are_student_t_intervals_over_each_heads_scored_examples():
+    values = torch.tensor([[1.0, 5.0], [2.0, float("nan")], [4.0, 7.0], [3.0, 6.0]]).reshape(
+        4, 1, 2
+    )
+    low, high = bounds(values, level=0.9)
+    for head, column in enumerate([[1.0, 2.0, 4.0, 3.0], [5.0, 7.0, 6.0]]):
+        interval = stats.t.interval(
+            0.9, len(column) - 1, loc=stats.tmean(column), scale=stats.sem(column)
+        )
+        assert (float(low[0, head]), float(high[0, head])) == pytest.approx(interval, rel=1e-5)
+    low, high = bounds(values[:1], level=0.9)
+    assert torch.isinf(low).all() and torch.isinf(high).all()  # one example bounds nothing
+
+
+def test_decisions_follow_the_kth_bounds():
+    heads = [(0, h) for h in range(4)]
+    low = torch.tensor([[5.0, 0.0, 2.9, -1.0]])
+    high = torch.tensor([[6.0, 3.0, 4.0, 0.5]])
+    status = dict.fromkeys(heads, UNDECIDED)
+    decide(status, low, high, k=2)  # 2nd largest low = 2.9; 3rd largest high = 3.0
+    assert status == {(0, 0): IN, (0, 1): UNDECIDED, (0, 2): UNDECIDED, (0, 3): OUT}
+    few = dict.fromkeys(heads[:2], UNDECIDED)
+    decide(few, low, high, k=2)
+    assert set(few.values()) == {IN}
+
+
+@pytest.mark.parametrize("delta", [0.05, 0.9])
+def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
+    planted, discovery, full, delta
+):
+    race = score_heads(
+        planted,
+        discovery,
+        ScanConfig(method="racing", k=3, delta=delta, round_size=6, batch_size=64),
+        progress=False,
+    )
+    assert set(race.top_k(3)) == PLANTED
+    assert race.status is not None
+    contenders = [tuple(h) for h in torch.nonzero(race.status != OUT).tolist()]
+    for layer, head in contenders:
+        torch.testing.assert_close(
+            race.per_example[:, layer, head], full.per_example[:, layer, head], atol=1e-6, rtol=0
+        )
+        assert float(race.mean[layer, head]) == pytest.approx(
+            float(full.mean[layer, head]), abs=1e-6
+        )
+    scored = ~torch.isnan(race.per_example)
+    torch.testing.assert_close(
+        race.per_example[scored], full.per_example[scored], atol=1e-6, rtol=0
+    )
+    rows = race.ranked()
+    assert {row["status"] for row in rows[:3]} <= {"in", "undecided"}
+    if (
+        delta == 0.9
+    ):  # a loose error rate decides heads early: fewer evaluations, out heads ranked last
+        assert int(scored.sum()) < scored.numel()
+        out_rows = [row for row in rows if row["status"] == "out"]
+        assert out_rows and all(row["n"] < len(discovery) for row in out_rows)
+        assert rows[-len(out_rows) :] == out_rows
+
+
+def test_racing_resumes_after_an_interruption(planted, discovery, tmp_path, monkeypatch):
+    config = ScanConfig(method="racing", k=3, delta=0.9, round_size=6, batch_size=16)
+    fresh = score_heads(planted, discovery, config, progress=False)
+    saves = {"n": 0}
+    original = ScanCheckpoint.save
+
+    def interrupt(self):
+        original(self)
+        saves["n"] += 1
+        if saves["n"] == 12:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ScanCheckpoint, "save", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        score_heads(planted, discovery, config, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = score_heads(planted, discovery, config, checkpoint_dir=tmp_path, progress=False)
+    torch.testing.assert_close(
+        resumed.per_example, fresh.per_example, atol=1e-6, rtol=0, equal_nan=True
+    )
+    assert torch.equal(resumed.status, fresh.status)
+
+
+def test_racing_through_the_cli_reports_status_and_n(discovery, tmp_path):
+    data = tmp_path / "discovery.jsonl"
+    write_jsonl(data, discovery)
+    out = tmp_path / "run"
+    args = discover_args(
+        "organism-planted", data, out, "--method", "racing", "--k", "3", "--delta", "0.9"
+    )
+    assert main(args) == 0
+    rows = list(csv.DictReader((out / "ranked.csv").open()))
+    assert {"status", "n"} <= set(rows[0]) and {r["status"] for r in rows} >= {"in", "out"}
+    assert {tuple(h) for h in json.loads((out / "top_k.json").read_text())["heads"]} == PLANTED
