@@ -53,7 +53,7 @@ def attribution_work(state: ScanState) -> list[Work]:
             chunk = [encoded[i] for i in index]
             batch, real = collate(chunk, pad_id), real_token_mask(chunk)
             scores = attribution_batch(
-                model, batch, real, config.mode, state.means, config.ig_steps
+                model, batch, real, config.mode, state.means, config.ig_steps, config.graddrop
             )
             return torch.stack([scores[:, l, h] for l, h in heads]).flatten()
 

@@ -71,6 +71,7 @@ class ScanConfig:
     )  # only these heads (default all)
     method: str = "exact"  # exact, racing, attribution, hybrid or activation-patching
     ig_steps: int = 0  # attribution: integrated-gradient steps (0: plain attribution patching)
+    graddrop: bool = False  # attribution: AtP*'s GradDrop (one backward pass per layer), magnitudes
     hybrid_top: int = 20  # hybrid: heads rescored exactly after attribution
     direction: str = "noising"  # activation patching: noising or denoising
     contrast: Literal["none", "no-profile"] = (
@@ -104,6 +105,8 @@ class ScanConfig:
         check_float("delta", self.delta, low=0, high=1, low_open=True)
         if self.select == "specific" and self.contrast != "no-profile":
             raise DpsLensError("select='specific' ranks by ΔPCS: it needs contrast='no-profile'")
+        if self.graddrop and self.ig_steps:
+            raise DpsLensError("GradDrop and integrated gradients are alternatives: choose one")
         if self.contrast == "no-profile" and self.method not in ("exact", "racing"):
             raise DpsLensError(
                 f"the no-profile contrast needs method exact or racing, not {self.method!r}"
