@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -12,8 +12,8 @@ from dps_lens.heads import Head
 from dps_lens.scoring.head_scores import HeadScores, rank_heads
 
 
-def jaccard(a: Sequence[Head], b: Sequence[Head]) -> float:
-    """|A ∩ B| / |A ∪ B| of two head sets (1.0 for two empty sets)."""
+def jaccard(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> float:
+    """|A ∩ B| / |A ∪ B| of two head sets, pairs as tuples or lists (1.0 for two empty sets)."""
     first, second = set(map(tuple, a)), set(map(tuple, b))
     union = first | second
     return len(first & second) / len(union) if union else 1.0

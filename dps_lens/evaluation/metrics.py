@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ def bootstrap(
 
 def summarize_task(
     task: str,
-    rows: Sequence[dict[str, float]],
+    rows: Sequence[Mapping[str, Any]],
     outputs: Sequence[str],
     examples: Sequence[PreferenceExample],
     n_bootstrap: int = 1000,
