@@ -12,6 +12,7 @@ from dps_lens.clusters import (
     default_k,
     embed_users,
     fit_clusters,
+    load_cluster_routing,
     route,
     routed_weights,
     user_profiles,
@@ -20,6 +21,7 @@ from dps_lens.clusters.groups_io import load_groups, save_groups
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
 from dps_lens.scoring.head_scores import HeadScores
+from dps_lens.steering import method_config, method_names
 
 
 def example(user: str, profile: list[str]) -> PreferenceExample:
@@ -108,6 +110,20 @@ def test_routed_weights_give_each_user_its_clusters_heads() -> None:
         routed_weights(examples, lambda t: np.ones((len(t), 3), dtype=np.float32), clusters, maps)
     with pytest.raises(DpsLensError, match="no head scores for cluster"):
         cluster_head_maps({cat_cluster: groups[cat_cluster]}, clusters, 1)
+
+
+def test_cluster_methods_are_registered_and_name_what_they_miss(tmp_path) -> None:
+    assert {"cluster_dps_hard", "cluster_dps_soft"} <= set(method_names())
+    with pytest.raises(DpsLensError, match="tau must be > 0"):
+        method_config("cluster_dps_soft", tau=0.0)
+    with pytest.raises(DpsLensError, match="discover --by cluster"):
+        load_cluster_routing(tmp_path, None, None)
+    examples = [example("cat-lover", ["my cat"]), example("dog-lover", ["dog"])]
+    fit_clusters(*embed_users(examples, keyword_encoder), k=2).save(tmp_path)
+    with pytest.raises(DpsLensError, match="pass --k"):
+        load_cluster_routing(tmp_path, None, None)
+    with pytest.raises(DpsLensError, match=r"groups\.json not found"):
+        load_cluster_routing(tmp_path / "clusters.json", 1, None)
 
 
 def test_groups_round_trip_with_awkward_names(tmp_path) -> None:

@@ -17,15 +17,17 @@ from dps_lens.clusters import (
     embed_users,
     fit_clusters,
 )
+from dps_lens.clusters.discovery import save_group_scores
 from dps_lens.data import write_jsonl
 from dps_lens.data.encoding import encoder_for
 from dps_lens.data.prompts import get_template
+from dps_lens.errors import DpsLensError
 from dps_lens.headsets import ranking
 from dps_lens.organism.planted import group_designated_heads
 from dps_lens.organism.world import World, WorldConfig, personalized
 from dps_lens.scoring import ScanConfig, score_heads
 from dps_lens.scoring.groups import group_scores
-from dps_lens.steering import dps, generate
+from dps_lens.steering import SteeringContext, dps, generate, method_config, method_names
 from tests.helpers import discover_args
 
 pytest.importorskip(
@@ -116,6 +118,35 @@ def test_cluster_routing_beats_global_dps_with_one_head_per_user(
     assert (
         min(cluster_groups.values()) > min(global_groups.values()) + 0.15
     )  # the group global DPS misses
+
+
+def test_registered_cluster_methods_route_each_input_from_a_discover_dir(
+    grouped, discovered, encoder, tmp_path
+) -> None:
+    examples, scores, _, _ = discovered
+    scores.save_reports(tmp_path, 2)
+    save_group_scores(scores, examples, tmp_path, "cluster", 2, n_clusters=2, encoder=encoder)
+    assert {"cluster_dps_hard", "cluster_dps_soft"} <= set(method_names())
+    evaluation = WORLD.split_examples("evaluation", 8, queries_per_user=1)
+    groups = [e.meta["group"] for e in evaluation]
+    assert set(groups) == {0, 1}
+    shape = (len(evaluation), int(grouped.cfg.n_layers), int(grouped.cfg.n_heads))
+    context = SteeringContext(grouped, examples=evaluation, source=tmp_path)  # K from top_k.json
+    hard = method_config("cluster_dps_hard", gamma=2.0).build(context)
+    assert hard.name == "cluster_dps_hard" and hard.rule.gamma == 2.0
+    assert hard.weights is not None and hard.weights.shape == shape
+    assert all(float(w.sum()) == 2 for w in hard.weights)  # each input: its cluster's top 2
+    first = {g: groups.index(g) for g in (0, 1)}
+    assert not torch.equal(hard.weights[first[0]], hard.weights[first[1]])
+    for i, group in enumerate(groups):
+        torch.testing.assert_close(hard.weights[i], hard.weights[first[group]])
+    soft = method_config("cluster_dps_soft", tau=0.5).build(
+        SteeringContext(grouped, examples=evaluation, source=tmp_path / "top_k.json", k=1)
+    )
+    assert soft.weights is not None and soft.weights.shape == shape
+    torch.testing.assert_close(soft.weights.sum((1, 2)), torch.ones(len(evaluation)))
+    with pytest.raises(DpsLensError, match="--data"):
+        method_config("cluster_dps_hard").build(SteeringContext(grouped, source=tmp_path))
 
 
 def test_cli_discover_by_cluster_then_steer_and_evaluate_with_routing(tmp_path, capsys) -> None:

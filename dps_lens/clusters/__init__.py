@@ -1,4 +1,4 @@
-"""Heterogeneous users: profile embeddings, k-means clusters, routing and cluster-weighted DPS."""
+"""Heterogeneous users: profile embeddings, k-means clusters, routing and cluster-routed DPS."""
 
 from dps_lens.clusters.embeddings import (
     SentenceEncoder,
@@ -6,9 +6,19 @@ from dps_lens.clusters.embeddings import (
     user_profiles,
 )
 from dps_lens.clusters.kmeans import UserClusters, default_k, fit_clusters
-from dps_lens.clusters.routing import cluster_dps, cluster_head_maps, route, routed_weights
+from dps_lens.clusters.routing import cluster_head_maps, route, routed_weights
+from dps_lens.clusters.steering import (
+    ClusterDPSHardConfig,
+    ClusterDPSSoftConfig,
+    ClusterRouting,
+    cluster_dps,
+    load_cluster_routing,
+)
 
 __all__ = [
+    "ClusterDPSHardConfig",
+    "ClusterDPSSoftConfig",
+    "ClusterRouting",
     "SentenceEncoder",
     "UserClusters",
     "cluster_dps",
@@ -16,6 +26,7 @@ __all__ = [
     "default_k",
     "embed_users",
     "fit_clusters",
+    "load_cluster_routing",
     "route",
     "routed_weights",
     "user_profiles",

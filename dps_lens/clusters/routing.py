@@ -7,9 +7,7 @@ cluster c's top-K heads, so weighted DPS scales each head by ``1 − w`` in the 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,11 +21,6 @@ from dps_lens.errors import DpsLensError
 from dps_lens.headsets import ranking
 from dps_lens.interventions import HeadMask
 from dps_lens.scoring.head_scores import HeadScores
-
-if TYPE_CHECKING:
-    from transformer_lens.model_bridge import TransformerBridge
-
-    from dps_lens.steering import Steering
 
 ROUTINGS = ("hard", "soft")
 
@@ -86,21 +79,3 @@ def routed_weights(
     per_user = torch.einsum("uk,klh->ulh", weights, maps.float()).clamp(0.0, 1.0)  # float rounding
     row = {user: i for i, user in enumerate(users)}
     return torch.stack([per_user[row[e.user_id]] for e in examples])
-
-
-def cluster_dps(
-    model: TransformerBridge,
-    examples: Sequence[PreferenceExample],
-    encoder: ProfileEncoder,
-    clusters: UserClusters,
-    maps: Float[Tensor, "k n_layers n_heads"],
-    routing: str = "hard",
-    tau: float = 1.0,
-    **dps_args: Any,
-) -> Steering:
-    """DPS whose masked run uses each example's routed head weights (generate these examples,
-    in this order, with it)."""
-    from dps_lens.steering import dps
-
-    weights = routed_weights(examples, encoder, clusters, maps, routing, tau)
-    return dataclasses.replace(dps(model, weights, **dps_args), name=f"cluster_dps_{routing}")

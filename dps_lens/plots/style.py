@@ -28,9 +28,8 @@ _FALLBACK = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 
 
 def method_colour(name: str, index: int = 0) -> str:
-    """A stable colour for a steering method (``dps@1.0`` and ``dps`` share one)."""
-    base = name.split("@")[0]
-    return METHOD_COLOURS.get(base, _FALLBACK[index % len(_FALLBACK)])
+    """The colour of the method named exactly ``name``; another name gets the ``index``-th fallback."""
+    return METHOD_COLOURS.get(name, _FALLBACK[index % len(_FALLBACK)])
 
 
 TITLE_CHAR_PX = 9.5  # average advance of a title character at the title size

@@ -17,14 +17,14 @@ import numpy as np
 
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.clusters import (
+    ClusterDPSHardConfig,
+    ClusterDPSSoftConfig,
     SentenceEncoder,
-    cluster_dps,
-    cluster_head_maps,
     embed_users,
     fit_clusters,
 )
 from dps_lens.clusters.groups_io import save_groups
-from dps_lens.evaluation import EvalConfig, evaluate_methods, table_rows
+from dps_lens.evaluation import EvalConfig, table_rows
 from dps_lens.heads import format_heads
 from dps_lens.headsets import jaccard, ranking
 from dps_lens.models import load_model
@@ -32,7 +32,9 @@ from dps_lens.organism.planted import group_designated_heads
 from dps_lens.organism.world import World, WorldConfig
 from dps_lens.scoring import ScanConfig, score_heads
 from dps_lens.scoring.groups import group_scores
-from dps_lens.steering import cad, dps, plain, random_heads
+from dps_lens.steering import SteeringContext
+from dps_lens.steering.methods import CADConfig, DPSConfig, PlainConfig, RandomHeadsConfig
+from dps_lens.studies.sweep import SweepPoint, evaluate_points
 
 
 def _purity(labels: Sequence[int], truth: Sequence[int]) -> float:
@@ -42,6 +44,29 @@ def _purity(labels: Sequence[int], truth: Sequence[int]) -> float:
         members = [t for l, t in zip(labels, truth, strict=True) if l == label]
         majority[label] = max(set(members), key=members.count)
     return sum(majority[l] == t for l, t in zip(labels, truth, strict=True)) / len(labels)
+
+
+def method_points(ks: Sequence[int], gamma: float, taus: Sequence[float]) -> list[SweepPoint]:
+    """plain and CAD, then at each K (heads per user): global DPS, random heads, and DPS routed
+    to the clusters, hard and soft at each τ (the soft rows named by their τ)."""
+    points = [SweepPoint("plain", PlainConfig()), SweepPoint("cad", CADConfig(alpha=gamma))]
+    for k in ks:
+        soft = [
+            SweepPoint(
+                f"cluster_dps_soft_tau{tau:g}@k{k}",
+                ClusterDPSSoftConfig(gamma=gamma, tau=tau),
+                k=k,
+                variant=f"_tau{tau:g}",
+            )
+            for tau in taus
+        ]
+        points += [
+            SweepPoint(f"dps_global@k{k}", DPSConfig(gamma=gamma), k=k, variant="_global"),
+            SweepPoint(f"random_heads@k{k}", RandomHeadsConfig(gamma=gamma, seed=0), k=k),
+            SweepPoint(f"cluster_dps_hard@k{k}", ClusterDPSHardConfig(gamma=gamma), k=k),
+            *soft,
+        ]
+    return points
 
 
 def run_cluster_study(
@@ -95,24 +120,18 @@ def run_cluster_study(
         }
     global_ranking = ranking(scores)
     stop = tuple(model.tokenizer.convert_tokens_to_ids([".", "!"]))
-    methods = {"plain": plain(), "cad": cad(gamma)}
-    for k in ks:
-        maps = cluster_head_maps(per_cluster, clusters, k)
-        methods[f"dps_global@k{k}"] = dps(model, global_ranking[:k], gamma)
-        methods[f"random_heads@k{k}"] = random_heads(model, global_ranking[:k], seed=0, gamma=gamma)
-        methods[f"cluster_dps_hard@k{k}"] = cluster_dps(
-            model, evaluation, profile_encoder, clusters, maps, "hard", gamma=gamma
-        )
-        for tau in taus:
-            methods[f"cluster_dps_soft_tau{tau:g}@k{k}"] = cluster_dps(
-                model, evaluation, profile_encoder, clusters, maps, "soft", tau, gamma=gamma
-            )
+
+    def context(point: SweepPoint) -> SteeringContext:
+        heads = global_ranking[: point.k] if point.k else None
+        source = out / "discover"
+        return SteeringContext(model, heads=heads, examples=evaluation, source=source, k=point.k)
+
+    points = method_points(ks, gamma, taus)
     config = EvalConfig(max_new_tokens=8, batch_size=64, extra_stop_ids=stop)
-    results = evaluate_methods(model, evaluation, methods, config, out / "methods", progress)
+    results = evaluate_points(model, evaluation, points, context, config, out / "methods", progress)
     groups = [e.meta["group"] for e in evaluation]
     rows = []
-    for row, result in zip(table_rows(results), results, strict=True):
-        name, _, k = row["method"].partition("@k")
+    for row, point, result in zip(table_rows(results), points, results, strict=True):
         by_group = {
             str(g): float(
                 np.mean(
@@ -124,8 +143,8 @@ def run_cluster_study(
         rows.append(
             {
                 **row,
-                "method": name,
-                "k": int(k) if k else None,
+                "method": point.method,
+                "k": point.k,
                 "personalization_by_group": by_group,
             }
         )
@@ -153,7 +172,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"## {report['model']}: global vs cluster-routed DPS (γ = {report['gamma']:g})",
         "",
         f"Planted heads: group 0 (formal) {format_heads(report['planted']['0'])}; group 1 (casual) "
-        f"{format_heads(report['planted'].get('1', []))}. Global top heads: {format_heads(report['global_top_heads'])}.",
+        f"{format_heads(report['planted'].get('1', []))}. "
+        f"Global top heads: {format_heads(report['global_top_heads'])}.",
         f"Cluster purity (share of users in a cluster of their own group): {report['cluster_purity']:.3f}.",
         "",
         "| cluster | users | majority group | top heads | planted | Jaccard |",

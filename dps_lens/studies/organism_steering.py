@@ -12,23 +12,49 @@ from pathlib import Path
 from typing import Any
 
 from dps_lens._io import atomic_write_json, atomic_write_text
-from dps_lens.evaluation import EvalConfig, MethodResult, evaluate_methods
+from dps_lens.evaluation import EvalConfig, MethodResult
 from dps_lens.models import load_model
 from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads
-from dps_lens.steering import Steering, cad, dps, plain, random_heads
+from dps_lens.steering import SteeringContext, method_config
+from dps_lens.studies.sweep import SweepPoint, evaluate_points
 
 GAMMAS = (0.5, 1.0, 2.0, 4.0)
 KS = (1, 2, 3, 4, 6)
+GAMMA_SWEEP_K = 3  # heads steered in the γ sweep
+K_SWEEP_GAMMA = 1.0  # γ of the K sweep
 
 
-def _row(result: MethodResult, sweep: str, gamma: float | None, k: int | None) -> dict[str, Any]:
+def sweep_points(gammas: Sequence[float], ks: Sequence[int]) -> list[list[SweepPoint]]:
+    """The points of both sweeps, in batches evaluated together: plain, then the methods at each
+    γ (top-3 heads), then DPS and random heads at each K (γ = 1)."""
+    batches = [[SweepPoint("plain", method_config("plain"), "gamma")]]
+    for gamma in gammas:
+        configs = [
+            method_config("cad", alpha=gamma),
+            method_config("dps", gamma=gamma),
+            method_config("dps_shared_prefill", gamma=gamma),
+            method_config("random_heads", gamma=gamma, seed=0),
+        ]
+        batches.append(
+            [SweepPoint(f"{c.name}@{gamma}", c, "gamma", gamma, GAMMA_SWEEP_K) for c in configs]
+        )
+    for k in ks:
+        configs = [
+            method_config("dps", gamma=K_SWEEP_GAMMA),
+            method_config("random_heads", gamma=K_SWEEP_GAMMA, seed=0),
+        ]
+        batches.append([SweepPoint(f"{c.name}@k{k}", c, "k", K_SWEEP_GAMMA, k) for c in configs])
+    return batches
+
+
+def _row(point: SweepPoint, result: MethodResult) -> dict[str, Any]:
     rate, ppl = result.metrics["personalization"], result.coherence_ppl
     return {
-        "sweep": sweep,
-        "method": result.name.split("@")[0],
-        "gamma": gamma,
-        "k": k,
+        "sweep": point.sweep,
+        "method": point.method,
+        "gamma": point.gamma,
+        "k": point.k,
         "personalization": rate.value,
         "personalization_low": rate.low,
         "personalization_high": rate.high,
@@ -83,25 +109,15 @@ def run_study(
     stop = tuple(model.tokenizer.convert_tokens_to_ids([".", "!"]))
     config = EvalConfig(max_new_tokens=8, batch_size=64, extra_stop_ids=stop)
 
-    def evaluate(methods: dict[str, Steering]) -> list[MethodResult]:
-        return evaluate_methods(model, evaluation, methods, config, out / "methods", progress)
+    def context(point: SweepPoint) -> SteeringContext:
+        return SteeringContext(model, heads=ranking[: point.k] if point.k else None)
 
-    rows = [_row(r, "gamma", None, None) for r in evaluate({"plain": plain()})]
-    top3 = ranking[:3]
-    for gamma in gammas:
-        methods = {
-            f"cad@{gamma}": cad(gamma),
-            f"dps@{gamma}": dps(model, top3, gamma),
-            f"dps_shared_prefill@{gamma}": dps(model, top3, gamma, masked_run="shared_prefill"),
-            f"random_heads@{gamma}": random_heads(model, top3, seed=0, gamma=gamma),
-        }
-        rows += [_row(r, "gamma", gamma, 3) for r in evaluate(methods)]
-    for k in ks:
-        methods = {
-            f"dps@k{k}": dps(model, ranking[:k], 1.0),
-            f"random_heads@k{k}": random_heads(model, ranking[:k], seed=0, gamma=1.0),
-        }
-        rows += [_row(r, "k", 1.0, k) for r in evaluate(methods)]
+    rows = []
+    for batch in sweep_points(gammas, ks):
+        results = evaluate_points(
+            model, evaluation, batch, context, config, out / "methods", progress
+        )
+        rows += [_row(p, r) for p, r in zip(batch, results, strict=True)]
     rows += [{**r, "sweep": "k", "k": None} for r in rows[:1]]  # plain, for the K table
     report = {
         "model": model_name,
