@@ -43,7 +43,9 @@ class SentenceEncoder:
         self.batch_size = batch_size
         try:  # a name or a path only; never code shipped with the model
             with quiet_loading():
-                self._model = SentenceTransformer(_resolve(model), device=device, trust_remote_code=False)
+                self._model = SentenceTransformer(
+                    _resolve(model), device=device, trust_remote_code=False
+                )
         except (OSError, ValueError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DpsLensError(
