@@ -13,8 +13,8 @@ from dps_lens.heads import format_heads
 from dps_lens.models import load_model, model_info
 from dps_lens.organism.planted import designated_heads
 from dps_lens.organism.rates import masking_curve, personalization_rates
+from dps_lens.organism.train import trained_world
 from dps_lens.organism.validate import precision_at_k
-from dps_lens.organism.world import World
 from dps_lens.plots import pcs_heatmap, write_html
 from dps_lens.scoring import ScanConfig, score_heads
 
@@ -34,7 +34,7 @@ def run_demo(
     started = time.perf_counter()
     model = load_model(model_name, device="cpu")
     info = model_info(model)
-    world = World()
+    world = trained_world(model)
     discovery = world.split_examples("discovery", n_discovery_users, queries_per_user=2)
     evaluation = world.split_examples("evaluation", n_evaluation_users, queries_per_user=2)
     scores = score_heads(

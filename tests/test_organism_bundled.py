@@ -3,10 +3,11 @@ removes personalization while masking other heads does not."""
 
 import pytest
 
+from dps_lens.interventions import reference_means
 from dps_lens.models import load_model
 from dps_lens.organism.bundled import BUNDLED_ORGANISMS
 from dps_lens.organism.planted import designated_heads
-from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
+from dps_lens.organism.rates import masking_curve, personalization_rates
 from dps_lens.organism.train import read_card, trained_world
 from dps_lens.organism.validate import TOLERANCE, precision_at_k, smallest_k_at_level
 from dps_lens.organism.world import World, WorldConfig

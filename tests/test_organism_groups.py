@@ -175,7 +175,7 @@ def test_cli_discover_by_cluster_then_steer_and_evaluate_with_routing(tmp_path, 
         len(json.loads((tmp_path / "users" / "users" / "groups.json").read_text())["groups"]) == 12
     )
     steer = ["steer", "--model", "organism-groups", "--data", str(data), "--n", "4", "--heads", str(out),
-             "--routing", "soft", "--tau", "0.1", "--max-new-tokens", "3"]  # fmt: skip
+             "--method", "cluster_dps_soft", "--tau", "0.1", "--max-new-tokens", "3"]  # fmt: skip
     assert main(steer) == 0
     assert "cluster_dps_soft" in capsys.readouterr().out
     evaluate = ["evaluate", "--model", "organism-groups", "--data", str(data), "--users", "all", "--n", "6",
@@ -192,8 +192,8 @@ def test_cli_discover_by_cluster_then_steer_and_evaluate_with_routing(tmp_path, 
                 "organism-groups",
                 "--prompt",
                 "hi",
-                "--routing",
-                "hard",
+                "--method",
+                "cluster_dps_hard",
                 "--heads",
                 str(out),
             ]

@@ -10,6 +10,8 @@ from typing import Any
 
 import simple_parsing
 
+RunCommand = Callable[[Any, argparse.Namespace], None]
+
 
 @dataclass(frozen=True)
 class Command:
@@ -19,7 +21,7 @@ class Command:
     path: tuple[str, ...]
     help: str
     config: type
-    run: Callable[[Any, argparse.Namespace], None]
+    run: RunCommand
     extend: Callable[[simple_parsing.ArgumentParser], None] | None = None
 
 
@@ -27,19 +29,15 @@ COMMANDS: dict[tuple[str, ...], Command] = {}
 
 
 def command(
-    *path: str, help: str, extend: Callable[[simple_parsing.ArgumentParser], None] | None = None
-) -> Callable[
-    [Callable[[Any, argparse.Namespace], None]], Callable[[Any, argparse.Namespace], None]
-]:
-    """Decorator registering ``run(config, namespace)`` as ``dps-lens <path>``; the config class
-    is the annotation of ``run``'s first parameter."""
+    *path: str,
+    config: type,
+    help: str,
+    extend: Callable[[simple_parsing.ArgumentParser], None] | None = None,
+) -> Callable[[RunCommand], RunCommand]:
+    """Decorator registering ``run(config, namespace)`` as ``dps-lens <path>``, its flags generated
+    from the dataclass ``config``."""
 
-    def register(
-        run: Callable[[Any, argparse.Namespace], None],
-    ) -> Callable[[Any, argparse.Namespace], None]:
-        config = run.__annotations__["config"]
-        if isinstance(config, str):
-            config = run.__globals__[config]
+    def register(run: RunCommand) -> RunCommand:
         COMMANDS[path] = Command(path, help, config, run, extend)
         return run
 

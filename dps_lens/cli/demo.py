@@ -17,7 +17,7 @@ class DemoConfig:
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
 
 
-@command("demo", help="the whole workflow on the bundled default, in seconds")
+@command("demo", help="the whole workflow on the bundled default, in seconds", config=DemoConfig)
 def run(config: DemoConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.demo import run_demo
 

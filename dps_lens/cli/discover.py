@@ -58,7 +58,11 @@ class DiscoverConfig(ModelOptions, DataOptions, ScanConfig):
             ) from None
 
 
-@command("discover", help="score every attention head (exact PCS or a faster estimate)")
+@command(
+    "discover",
+    help="score every attention head (exact PCS or a faster estimate)",
+    config=DiscoverConfig,
+)
 def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.plots import pcs_heatmap, write_html
     from dps_lens.scoring import score_heads

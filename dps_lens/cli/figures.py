@@ -23,7 +23,11 @@ class FiguresConfig:
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
 
 
-@command("figures", help="build a study's figures (HTML, PNG, SVG) from its saved results")
+@command(
+    "figures",
+    help="build a study's figures (HTML, PNG, SVG) from its saved results",
+    config=FiguresConfig,
+)
 def run(config: FiguresConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.figures import build_study, load_study
 

@@ -8,7 +8,9 @@ from dps_lens.cli.command import command
 from dps_lens.cli.options import ModelOptions
 
 
-@command("info", help="print a model's layers, heads, KV heads, d_head and context")
+@command(
+    "info", help="print a model's layers, heads, KV heads, d_head and context", config=ModelOptions
+)
 def run(config: ModelOptions, namespace: argparse.Namespace) -> None:
     from dps_lens.models import model_info
 

@@ -14,7 +14,7 @@ from dps_lens.checks import check_positive
 from dps_lens.cli.command import command
 from dps_lens.outdir import claim_output
 
-Organism = Literal["organism-free", "organism-planted", "organism-groups"]
+Organism = Literal["organism-free", "organism-planted", "organism-groups", "organism-generic"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +28,7 @@ class TrainConfig:
         check_positive("--steps", self.steps)
 
 
-@command("organism", "train", help="train an organism (seeded, reproducible)")
+@command("organism", "train", help="train an organism (seeded, reproducible)", config=TrainConfig)
 def train(config: TrainConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.organism.bundled import organism_weights_dir
     from dps_lens.organism.train import ORGANISMS, train_organism
@@ -60,7 +60,7 @@ class DataConfig:
         check_positive("--queries-per-user", self.queries_per_user)
 
 
-@command("organism", "data", help="write world examples as JSONL (for discover)")
+@command("organism", "data", help="write world examples as JSONL (for discover)", config=DataConfig)
 def data(config: DataConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.data import write_jsonl
     from dps_lens.organism.world import World, WorldConfig
@@ -88,7 +88,10 @@ class ValidateConfig:
 
 
 @command(
-    "organism", "validate", help="ground-truth report: PCS precision and personalization rates"
+    "organism",
+    "validate",
+    help="ground-truth report: PCS precision and personalization rates",
+    config=ValidateConfig,
 )
 def validate(config: ValidateConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.models import load_model

@@ -32,7 +32,12 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
     add_method_flags(parser, command_fields={f for f in SteerConfig.__dataclass_fields__})
 
 
-@command("steer", help="generate with DPS (or a baseline) for prompts or data", extend=_extend)
+@command(
+    "steer",
+    help="generate with DPS (or a baseline) for prompts or data",
+    extend=_extend,
+    config=SteerConfig,
+)
 def run(config: SteerConfig, namespace: argparse.Namespace) -> None:
 
     from dps_lens._io import atomic_write_text

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from dps_lens.data.encoding import collate, encoder_for, pad_id_of, real_token_mask
@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def head_means(
     model: TransformerBridge,
-    batches: Iterable[tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]],
+    batches: Iterable[tuple[Tensor, Tensor]],
 ) -> Float[Tensor, "n_layers n_heads d_head"]:
     """Mean ``hook_z`` of every head over the real (non-padding) tokens of ``batches``.
 
-    ``batches`` yields ``(tokens [batch, pos], real_token_mask [batch, pos])``.
+    ``batches`` yields ``(tokens [batch, pos], real_token_mask [batch, pos])``, each batch with
+    its own ``batch`` and ``pos``.
     """
     n_layers, n_heads = model_shape(model)
     total = torch.zeros(n_layers, n_heads, int(model.cfg.d_head), dtype=torch.float64)

@@ -21,7 +21,7 @@ from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
 from dps_lens.evaluation.metrics import personalized
 from dps_lens.heads import Head, draw_random_heads
-from dps_lens.interventions import ablate_heads, head_means
+from dps_lens.interventions import ablate_heads, reference_means
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -93,13 +93,6 @@ def personalization_rates(
         "full": personalization_rate(model, examples),
         "no_profile": personalization_rate(model, examples, get_template("no-profile")),
     }
-
-
-def reference_means(
-    model: TransformerBridge, examples: Sequence[PreferenceExample], batch_size: int = 64
-) -> Tensor:
-    """Mean ``hook_z`` per head over the prompts of ``examples`` (the ``mean`` mode's reference)."""
-    return head_means(model, prompt_batches(model, examples, None, batch_size))
 
 
 def masking_curve(

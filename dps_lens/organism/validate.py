@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.heads import Head, format_heads, head_name
+from dps_lens.interventions import reference_means
 from dps_lens.organism.planted import designated_heads
-from dps_lens.organism.rates import masking_curve, personalization_rates, reference_means
+from dps_lens.organism.rates import masking_curve, personalization_rates
 from dps_lens.organism.train import trained_world
 from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads

@@ -274,23 +274,29 @@ class HeadScores:
             raise DataFormatError(
                 f"{meta_path}: format version {version} is not supported (expected one of {READABLE_VERSIONS})"
             )
-        scores = cls.__new__(cls)
         try:
-            scores.per_example, scores.clean_loss = tensors["per_example"], tensors["clean_loss"]
-            scores.model_id, scores.data_hash = str(meta["model_id"]), str(meta["data_hash"])
-            scores.example_ids, scores.config = list(meta["example_ids"]), dict(meta["config"])
-            scores.no_profile, scores.status = tensors.get("no_profile"), tensors.get("status")
-            if "n" not in tensors:  # format 1: every head was scored on every example
-                tensors["n"] = (~torch.isnan(scores.per_example)).sum(0)
-            scores.summary = _saved_summary(tensors, "")
-            has_contrast = scores.no_profile is not None
-            scores.summary_no_profile = (
-                _saved_summary(tensors, "no_profile_") if has_contrast else None
-            )
-            scores.summary_delta = _saved_summary(tensors, "delta_") if has_contrast else None
+            example_ids, config = list(meta["example_ids"]), dict(meta["config"])
+            model_id, data_hash = str(meta["model_id"]), str(meta["data_hash"])
+            if (
+                "n" not in tensors and "per_example" in tensors
+            ):  # format 1: every head on every example
+                tensors["n"] = (~torch.isnan(tensors["per_example"])).sum(0)
+            _check_saved(tensors, len(example_ids), directory)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataFormatError(f"{directory}: head-score files lack or mistype {exc}") from None
-        _check_saved(scores, directory)
+        scores = cls.__new__(cls)
+        scores.per_example, scores.clean_loss = tensors["per_example"], tensors["clean_loss"]
+        scores.model_id, scores.data_hash, scores.example_ids, scores.config = (
+            model_id,
+            data_hash,
+            example_ids,
+            config,
+        )
+        scores.no_profile, scores.status = tensors.get("no_profile"), tensors.get("status")
+        has_contrast = scores.no_profile is not None
+        scores.summary = _saved_summary(tensors, "")
+        scores.summary_no_profile = _saved_summary(tensors, "no_profile_") if has_contrast else None
+        scores.summary_delta = _saved_summary(tensors, "delta_") if has_contrast else None
         return scores
 
 
@@ -311,38 +317,32 @@ def _saved_summary(tensors: dict[str, Tensor], prefix: str) -> ScoreSummary:
     return ScoreSummary(**{name: tensors[prefix + name] for name in SUMMARY_FIELDS})
 
 
-def _check_saved(scores: HeadScores, directory: Path) -> None:
+def _check_saved(tensors: dict[str, Tensor], n_ids: int, directory: Path) -> None:
     """Refuse saved scores whose parts disagree (edited or mixed-up files)."""
-    per_example = scores.per_example
-    problems = []
+    per_example = tensors["per_example"]
     if per_example.dim() != 3:
-        problems.append(
-            f"per_example has shape {tuple(per_example.shape)}, not [examples, layers, heads]"
+        raise DataFormatError(
+            f"{directory}: saved head scores are inconsistent (per_example has shape "
+            f"{tuple(per_example.shape)}, not [examples, layers, heads]); rerun dps-lens discover"
         )
-    else:
-        n, layers_heads = per_example.shape[0], tuple(per_example.shape[1:])
-        if tuple(scores.clean_loss.shape) != (n,):
-            problems.append(f"clean_loss has shape {tuple(scores.clean_loss.shape)}, not ({n},)")
-        if len(scores.example_ids) != n:
-            problems.append(f"{len(scores.example_ids)} example ids for {n} rows of per_example")
-        if scores.no_profile is not None and scores.no_profile.shape != per_example.shape:
-            problems.append(
-                f"no_profile has shape {tuple(scores.no_profile.shape)}, not that of per_example"
-            )
-        if scores.status is not None and tuple(scores.status.shape) != layers_heads:
-            problems.append(f"status has shape {tuple(scores.status.shape)}, not {layers_heads}")
-        summaries = [scores.summary, scores.summary_no_profile, scores.summary_delta]
-        for summary in filter(None, summaries):
-            for name in SUMMARY_FIELDS:
-                if tuple(getattr(summary, name).shape) != layers_heads:
-                    problems.append(
-                        f"{name} has shape {tuple(getattr(summary, name).shape)}, not {layers_heads}"
-                    )
-        if not problems:
-            mean = per_example.nanmean(0)
-            scored = ~torch.isnan(scores.mean)
-            if not torch.allclose(mean[scored], scores.mean[scored], atol=1e-5, rtol=1e-4):
-                problems.append("mean does not equal the mean of per_example")
+    n, layers_heads = per_example.shape[0], tuple(per_example.shape[1:])
+    expected = {"clean_loss": (n,), "no_profile": tuple(per_example.shape), "status": layers_heads}
+    prefixes = ["", "no_profile_", "delta_"] if "no_profile" in tensors else [""]
+    expected.update({prefix + name: layers_heads for prefix in prefixes for name in SUMMARY_FIELDS})
+    problems = [
+        f"{name} has shape {tuple(tensors[name].shape)}, not {shape}"
+        for name, shape in expected.items()
+        if (name in tensors or name in ("clean_loss", "mean"))
+        and tuple(tensors[name].shape) != shape
+    ]
+    if n_ids != n:
+        problems.append(f"{n_ids} example ids for {n} rows of per_example")
+    if not problems:
+        scored = ~torch.isnan(tensors["mean"])
+        if not torch.allclose(
+            per_example.nanmean(0)[scored], tensors["mean"][scored], atol=1e-5, rtol=1e-4
+        ):
+            problems.append("mean does not equal the mean of per_example")
     if problems:
         raise DataFormatError(
             f"{directory}: saved head scores are inconsistent ({'; '.join(problems)}); "
