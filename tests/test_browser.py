@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+from dps_lens.data import ExampleRef
 from dps_lens.figures import find_chromium
 from tests.headless import render
 
@@ -44,7 +45,11 @@ def test_exported_plotly_figure_draws(tmp_path: Path, shots: Path) -> None:
 
     torch.manual_seed(0)
     scores = HeadScores(
-        torch.randn(4, 3, 4), torch.zeros(4), "m", "h", [f"{i}:u" for i in range(4)]
+        torch.randn(4, 3, 4),
+        torch.zeros(4),
+        "m",
+        "h",
+        [ExampleRef(i, "u") for i in range(4)],
     )
     page = write_html(pcs_heatmap(scores), tmp_path / "heatmap.html")
     rendered = render(BROWSER, page, shots / "heatmap.png")

@@ -18,6 +18,7 @@ from dps_lens.clusters import (
     user_profiles,
 )
 from dps_lens.clusters.groups_io import load_groups, save_groups
+from dps_lens.data import ExampleRef
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
 from dps_lens.scoring.head_scores import HeadScores
@@ -85,7 +86,12 @@ def scores_with_top(head: tuple[int, int], n: int = 4) -> HeadScores:
     per_example = torch.zeros(n, 2, 3)
     per_example[:, head[0], head[1]] = 1.0
     return HeadScores(
-        per_example, torch.zeros(n), "m", "h", [f"{i}:u/{i}" for i in range(n)], {"n_bootstrap": 10}
+        per_example,
+        torch.zeros(n),
+        "m",
+        "h",
+        [ExampleRef(i, f"u/{i}") for i in range(n)],
+        {"n_bootstrap": 10},
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dps_lens.cli import main
+from dps_lens.data import ExampleRef
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.figures import build_study, load_study, static_export_available
 from dps_lens.scoring.head_scores import HeadScores
@@ -103,7 +104,7 @@ def write_sweep(path: Path, shift: float = 0.0) -> None:
 @pytest.fixture
 def study_file(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    ids = [f"{i}:u{i // 2}" for i in range(8)]
+    ids = [ExampleRef(i, f"u{i // 2}") for i in range(8)]
     HeadScores(
         torch.randn(8, 3, 4), torch.zeros(8), "organism-planted", "h", ids, {"n_bootstrap": 20}
     ).save(tmp_path / "run" / "discover")
@@ -241,7 +242,7 @@ def test_saved_groups_and_single_sweep_files(tmp_path: Path) -> None:
     torch.manual_seed(1)
 
     def make(n: int) -> HeadScores:
-        ids = [f"{i}:u{i}" for i in range(n)]
+        ids = [ExampleRef(i, f"u{i}") for i in range(n)]
         return HeadScores(torch.randn(n, 3, 4), torch.zeros(n), "m", "h", ids, {"n_bootstrap": 10})
 
     make(6).save(tmp_path / "scores")

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from dps_lens.data import ExampleRef
 from dps_lens.errors import DpsLensError
 from dps_lens.headsets import (
     jaccard,
@@ -15,12 +16,12 @@ from dps_lens.headsets import (
     ranking,
     split_half_rankings,
 )
-from dps_lens.scoring.groups import group_scores, user_of
+from dps_lens.scoring.groups import group_scores
 from dps_lens.scoring.head_scores import HeadScores
 
 
 def make_scores(per_example: torch.Tensor, users: list[str]) -> HeadScores:
-    ids = [f"{i}:{u}" for i, u in enumerate(users)]
+    ids = [ExampleRef(i, u) for i, u in enumerate(users)]
     return HeadScores(per_example, torch.zeros(len(users)), "m", "h", ids, {"n_bootstrap": 20})
 
 
@@ -40,14 +41,16 @@ def test_group_scores_are_the_means_over_each_users_examples() -> None:
     groups = group_scores(scores, min_examples=2)
     assert list(groups) == ["x", "y"]
     torch.testing.assert_close(groups["x"].mean, per_example[[0, 2]].mean(0))
-    assert groups["y"].example_ids == ["1:y", "3:y"]
+    assert groups["y"].example_ids == [ExampleRef(1, "y"), ExampleRef(3, "y")]
     clusters = group_scores(scores, {"x": "c0", "y": "c1", "z": "c0"})
     torch.testing.assert_close(clusters["c0"].mean, per_example[[0, 2, 4]].mean(0))
     with pytest.raises(DpsLensError, match="no group"):
         group_scores(scores, min_examples=3)
     with pytest.raises(DpsLensError, match="has no group"):
         group_scores(scores, {"x": "c0"})
-    assert user_of("12:w0-u1:odd") == "w0-u1:odd"
+    assert ExampleRef.parse("12:w0-u1:odd") == ExampleRef(12, "w0-u1:odd")
+    with pytest.raises(ValueError, match="is not <index>:<user_id>"):
+        ExampleRef.parse("w0-u1")
 
 
 def test_ranking_and_split_halves() -> None:

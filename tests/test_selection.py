@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from dps_lens.data import ExampleRef
 from dps_lens.errors import DpsLensError
 from dps_lens.scoring import HeadScores
 from dps_lens.selection import read_heads
@@ -16,7 +17,12 @@ from dps_lens.selection import read_heads
 def saved_scores(tmp_path, k: int = 3):
     per_example = torch.arange(4 * 3 * 4, dtype=torch.float32).reshape(4, 3, 4) / 10
     scores = HeadScores(
-        per_example, torch.zeros(4), "m", "h", [f"{i}:u{i}" for i in range(4)], {"n_bootstrap": 20}
+        per_example,
+        torch.zeros(4),
+        "m",
+        "h",
+        [ExampleRef(i, f"u{i}") for i in range(4)],
+        {"n_bootstrap": 20},
     )
     scores.save(tmp_path)
     scores.save_reports(tmp_path, k)
@@ -41,6 +47,10 @@ def test_a_saved_head_set_is_used_as_saved_unless_k_is_given(tmp_path):
         (lambda t, m: t.update(mean=torch.zeros(2, 4)), "mean has shape"),
         (lambda t, m: t.update(mean=t["mean"] + 1), "mean does not equal"),
         (lambda t, m: t.pop("clean_loss"), "lack or mistype"),
+        (
+            lambda t, m: m.update(example_ids=["0:u0", "x", "2:u2", "3:u3"]),
+            "is not <index>:<user_id>",
+        ),
     ],
 )
 def test_tampered_scores_are_refused(tmp_path, tamper, message):

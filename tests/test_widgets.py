@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from dps_lens.data import ExampleRef
 from dps_lens.data.encoding import collate, encoder_for
 from dps_lens.data.prompts import get_template
 from dps_lens.errors import DpsLensError
@@ -104,6 +105,8 @@ def test_widget_buttons_drive_the_state_and_the_view_follows(toggler, planted) -
 def test_scores_of_another_model_are_rejected(planted, examples) -> None:
     from dps_lens.scoring.head_scores import HeadScores
 
-    wrong = HeadScores(torch.zeros(1, 2, 2), torch.zeros(1), "m", "h", ["0:u"], {"n_bootstrap": 10})
+    wrong = HeadScores(
+        torch.zeros(1, 2, 2), torch.zeros(1), "m", "h", [ExampleRef(0, "u")], {"n_bootstrap": 10}
+    )
     with pytest.raises(DpsLensError, match="scores are for a 2×2 model"):
         HeadToggler(planted, examples[0], wrong)

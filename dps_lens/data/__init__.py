@@ -1,7 +1,7 @@
 """Examples, prompt templates, tokenization with target masks, loaders and user-disjoint splits."""
 
 from dps_lens.data.encoding import EncodedExample, Encoder, TargetBatch, collate, encoder_for
-from dps_lens.data.example import PreferenceExample, data_hash, user_ids
+from dps_lens.data.example import ExampleRef, PreferenceExample, data_hash, user_ids
 from dps_lens.data.loaders import (
     load_examples,
     load_jsonl,
@@ -16,6 +16,7 @@ from dps_lens.data.splits import sample_examples, split_by_user
 __all__ = [
     "EncodedExample",
     "Encoder",
+    "ExampleRef",
     "PreferenceExample",
     "PromptTemplate",
     "TargetBatch",

@@ -40,6 +40,31 @@ class PreferenceExample:
         return PreferenceExample(self.user_id, self.input, [], self.target, dict(self.meta))
 
 
+@dataclass(frozen=True)
+class ExampleRef:
+    """Which example a row of saved scores belongs to: its position in the scored data and its
+    user. Saved as the text ``"<index>:<user_id>"``."""
+
+    index: int
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.user_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ExampleRef:
+        """Read ``"<index>:<user_id>"`` (the user id may itself contain ``:``)."""
+        index, sep, user_id = str(text).partition(":")
+        if not sep or not index.isdigit():
+            raise ValueError(f"example id {text!r} is not <index>:<user_id>")
+        return cls(int(index), user_id)
+
+    @classmethod
+    def of(cls, examples: Sequence[PreferenceExample]) -> list[ExampleRef]:
+        """One reference per example, in order."""
+        return [cls(i, example.user_id) for i, example in enumerate(examples)]
+
+
 def data_hash(examples: Sequence[PreferenceExample]) -> str:
     """SHA-256 of the examples' canonical JSON: the identity of a dataset in saved results."""
     digest = hashlib.sha256()

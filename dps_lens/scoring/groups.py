@@ -7,13 +7,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from dps_lens.data.example import ExampleRef
 from dps_lens.errors import DpsLensError
 from dps_lens.scoring.head_scores import HeadScores
-
-
-def user_of(example_id: str) -> str:
-    """The user id inside a scan's example id (``"<index>:<user_id>"``)."""
-    return example_id.split(":", 1)[1] if ":" in example_id else example_id
 
 
 def subset(scores: HeadScores, rows: list[int]) -> HeadScores:
@@ -34,21 +30,24 @@ def subset(scores: HeadScores, rows: list[int]) -> HeadScores:
 
 def group_scores(
     scores: HeadScores,
-    group_of: Callable[[str], str] | Mapping[str, str] = user_of,
+    group_of: Callable[[ExampleRef], str] | Mapping[str, str] | None = None,
     min_examples: int = 1,
 ) -> dict[str, HeadScores]:
     """``{group: scores of its examples}`` for groups with at least ``min_examples`` examples.
 
-    ``group_of`` maps an example id to its group: by default its user; pass a mapping from
-    user id to cluster for cluster scores. Groups come in first-seen order.
+    ``group_of`` maps an example to its group: by default its user; pass a mapping from user
+    id to cluster for cluster scores. Groups come in first-seen order.
     """
     rows: dict[str, list[int]] = {}
     for row, example_id in enumerate(scores.example_ids):
-        if isinstance(group_of, Mapping):
-            user = user_of(example_id)
-            if user not in group_of:
-                raise DpsLensError(f"user {user!r} of example {example_id!r} has no group")
-            group = group_of[user]
+        if group_of is None:
+            group = example_id.user_id
+        elif isinstance(group_of, Mapping):
+            if example_id.user_id not in group_of:
+                raise DpsLensError(
+                    f"user {example_id.user_id!r} of example {example_id} has no group"
+                )
+            group = group_of[example_id.user_id]
         else:
             group = group_of(example_id)
         rows.setdefault(str(group), []).append(row)

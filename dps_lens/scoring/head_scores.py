@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from dps_lens._io import atomic_write, atomic_write_json, atomic_write_text
+from dps_lens.data.example import ExampleRef
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.heads import Head, head_name
 from dps_lens.scoring.stats import ScoreSummary, summarize
@@ -58,7 +59,7 @@ class HeadScores:
     clean_loss: Float[Tensor, " n_examples"]
     model_id: str
     data_hash: str
-    example_ids: list[str]
+    example_ids: list[ExampleRef]
     config: dict[str, Any] = field(default_factory=dict)
     no_profile: Float[Tensor, "n_examples n_layers n_heads"] | None = None
     status: Int[Tensor, "n_layers n_heads"] | None = None
@@ -224,7 +225,7 @@ class HeadScores:
                 "format_version": FORMAT_VERSION,
                 "model_id": self.model_id,
                 "data_hash": self.data_hash,
-                "example_ids": self.example_ids,
+                "example_ids": [str(ref) for ref in self.example_ids],
                 "config": self.config,
             },
         )
@@ -275,7 +276,8 @@ class HeadScores:
                 f"{meta_path}: format version {version} is not supported (expected one of {READABLE_VERSIONS})"
             )
         try:
-            example_ids, config = list(meta["example_ids"]), dict(meta["config"])
+            example_ids = [ExampleRef.parse(text) for text in meta["example_ids"]]
+            config = dict(meta["config"])
             model_id, data_hash = str(meta["model_id"]), str(meta["data_hash"])
             if (
                 "n" not in tensors and "per_example" in tensors

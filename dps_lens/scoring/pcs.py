@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dps_lens.data.encoding import collate, encoder_for, pad_id_of
-from dps_lens.data.example import PreferenceExample, data_hash
+from dps_lens.data.example import ExampleRef, PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import all_heads, check_head
@@ -68,10 +68,6 @@ def auto_batch_size(
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return max(1, min(cap, int(fraction * free // per_row)))
-
-
-def _example_ids(examples: Sequence[PreferenceExample]) -> list[str]:
-    return [f"{i}:{e.user_id}" for i, e in enumerate(examples)]
 
 
 def _hybrid(
@@ -193,7 +189,7 @@ def score_heads(
         clean_loss=checkpoint.clean_loss[:n].clone(),
         model_id=str(model.cfg.model_name),
         data_hash=digest,
-        example_ids=_example_ids(examples),
+        example_ids=ExampleRef.of(examples),
         config={
             **config.as_dict(),
             "template": template.name,
