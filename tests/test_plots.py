@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from dps_lens import plots
+from dps_lens.data import ExampleRef
 from dps_lens.scoring.head_scores import HeadScores
 
 
 def scores_from(per_example: torch.Tensor, users: list[str]) -> HeadScores:
-    ids = [f"{i}:{u}" for i, u in enumerate(users)]
+    ids = [ExampleRef(i, u) for i, u in enumerate(users)]
     return HeadScores(per_example, torch.zeros(len(users)), "m", "hash", ids, {"n_bootstrap": 50})
 
 
@@ -136,3 +137,38 @@ def test_write_html_is_self_contained_or_shares_plotlyjs(tmp_path, scores: HeadS
     shared = plots.write_html(figure, tmp_path / "b" / "shared.html", shared_plotlyjs=True)
     assert shared.stat().st_size < 200_000 and (tmp_path / "b" / "plotly.min.js").exists()
     assert isinstance(figure, go.Figure)
+
+
+def test_specificity_scatter_plots_pcs_with_against_without_profile(tmp_path) -> None:
+    from dps_lens.data.example import ExampleRef
+    from dps_lens.errors import DpsLensError
+    from dps_lens.figures.builders import BUILDERS, Inputs
+    from dps_lens.figures.study import FigureSpec, Study
+
+    torch.manual_seed(0)
+    per_example, no_profile = torch.randn(8, 3, 4) * 0.05, torch.randn(8, 3, 4) * 0.05
+    per_example[:, 1, 2] += 2.0  # a preference head: PCS only with the profile
+    per_example[:, 0, 0] += 3.0  # a generic head: the same PCS with and without it
+    no_profile[:, 0, 0] += 3.0
+    ids, config = [ExampleRef(i, "u") for i in range(8)], {"n_bootstrap": 50}
+    scores = HeadScores(per_example, torch.zeros(8), "m", "h", ids, config, no_profile=no_profile)
+    assert scores.summary_no_profile is not None and scores.summary_delta is not None
+    figure = plots.specificity_scatter(scores, k=1).to_dict()
+    others, top, diagonal = figure["data"]
+    assert list(top["text"]) == ["L1H2"] and len(others["x"]) == 11
+    np.testing.assert_allclose(top["x"], [float(scores.mean[1, 2])])
+    np.testing.assert_allclose(top["y"], [float(scores.summary_no_profile.mean[1, 2])])
+    assert top["customdata"][0][1] == pytest.approx(float(scores.summary_delta.mean[1, 2]))
+    high = float(scores.ci_high[1, 2] - scores.mean[1, 2])
+    assert top["error_x"]["array"][0] == pytest.approx(high)
+    assert diagonal["line"]["dash"] == "dash" and list(diagonal["x"]) == list(diagonal["y"])
+    assert "with the profile" in figure["layout"]["xaxis"]["title"]["text"]
+    assert "without the profile" in figure["layout"]["yaxis"]["title"]["text"]
+    with pytest.raises(DpsLensError, match="no-profile"):
+        plots.specificity_scatter(HeadScores(per_example, torch.zeros(8), "m", "h", ids, config))
+
+    scores.save(tmp_path / "scan")
+    spec = FigureSpec(name="s", kind="specificity", options={"scores": "scan", "k": 1})
+    study = Study("s", "s", tmp_path, tmp_path, {"scan": tmp_path / "scan"}, [spec])
+    built = BUILDERS["specificity"](Inputs(study), spec)
+    assert isinstance(built, go.Figure) and list(built.to_dict()["data"][1]["text"]) == ["L1H2"]

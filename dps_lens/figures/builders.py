@@ -96,6 +96,12 @@ def _pcs_heatmap(inputs: Inputs, spec: FigureSpec) -> Figure:
     return plots.pcs_heatmap(inputs.scores(spec), spec.options.get("title"))
 
 
+def _specificity(inputs: Inputs, spec: FigureSpec) -> Figure:
+    return plots.specificity_scatter(
+        inputs.scores(spec), int(spec.options.get("k", 3)), spec.options.get("title")
+    )
+
+
 def _pcs_grid(inputs: Inputs, spec: FigureSpec) -> Figure:
     return plots.pcs_grid(
         _groups(inputs, spec),
@@ -208,6 +214,7 @@ VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only
 BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "pcs_heatmap": _pcs_heatmap,
     "pcs_grid": _pcs_grid,
+    "specificity": _specificity,
     "jaccard_groups": _jaccard_groups,
     "stability": _stability,
     "jaccard_across_k": _jaccard_across_k,

@@ -2,6 +2,7 @@
 
 from dps_lens.plots.heads import head_mask_maps, pcs_grid, pcs_heatmap
 from dps_lens.plots.sets import jaccard_across_k, jaccard_heatmap, overlap_vs_k
+from dps_lens.plots.specificity import specificity_scatter
 from dps_lens.plots.style import styled, write_html
 from dps_lens.plots.sweeps import gamma_sweep, k_sweep, method_comparison, metric_curve
 
@@ -16,6 +17,7 @@ __all__ = [
     "overlap_vs_k",
     "pcs_grid",
     "pcs_heatmap",
+    "specificity_scatter",
     "styled",
     "write_html",
 ]
