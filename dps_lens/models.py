@@ -111,9 +111,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         ) from None
     if resolved.type == "cpu":
         return resolved
-    if resolved.type == "cuda" and torch.cuda.is_available():
-        if resolved.index is None or resolved.index < torch.cuda.device_count():
-            return resolved
+    cuda = torch.cuda.is_available()
+    if resolved.type == "cuda" and cuda and (resolved.index or 0) < torch.cuda.device_count():
+        return resolved
     if resolved.type == "mps" and torch.backends.mps.is_available():
         return resolved
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -214,16 +214,66 @@ def quiet_loading():
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = previous
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the weights go: one ``device``, or a Hugging Face ``device_map`` (``"auto"``,
+    ``"balanced"``, ``"sequential"`` or ``{module: device}``, with ``"disk"`` offloading to
+    ``offload_folder``), optionally limited to ``n_devices`` GPUs and ``max_memory`` per device
+    (``{"0": "20GiB", "cpu": "60GiB"}``). A device map splits a model too big for one device; the
+    scores stay float32 whatever the weights' dtype."""
+
+    device: torch.device
+    device_map: str | dict[str, str | int] | None = None
+    n_devices: int | None = None
+    max_memory: dict[str | int, str | int] | None = None
+    offload_folder: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        device: str | torch.device | None = "auto",
+        device_map: str | dict[str, str | int] | None = None,
+        n_devices: int | None = None,
+        max_memory: dict[str | int, str | int] | None = None,
+        offload_folder: str | Path | None = None,
+    ) -> Placement:
+        if device_map is not None and device not in (None, "auto"):
+            raise ModelLoadError("--device and --device-map are alternatives: give one of them")
+        if device_map is None and (n_devices is not None or max_memory is not None):
+            raise ModelLoadError("--n-devices and --max-memory need --device-map (e.g. auto)")
+        if n_devices is not None and n_devices < 1:
+            raise ModelLoadError(f"--n-devices must be at least 1, got {n_devices}")
+        folder = str(offload_folder) if offload_folder is not None else None
+        return cls(resolve_device(device), device_map, n_devices, max_memory, folder)
+
+    def boot_arguments(self) -> dict[str, Any]:
+        """The placement arguments of ``TransformerBridge.boot_transformers`` (exclusive ones)."""
+        if self.device_map is None:
+            return {"device": self.device}
+        arguments: dict[str, Any] = {"device_map": self.device_map, "max_memory": self.max_memory}
+        if self.n_devices is not None:
+            arguments["n_devices"] = self.n_devices
+        if self.offload_folder is not None:
+            arguments["offload_folder"] = self.offload_folder
+        return arguments
+
+
 def load_model(
     spec: str | Path,
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype = "float32",
+    device_map: str | dict[str, str | int] | None = None,
+    n_devices: int | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> TransformerBridge:
-    """Load ``spec`` (see module docstring) as an eval-mode ``TransformerBridge``.
+    """Load ``spec`` (see module docstring) as an eval-mode ``TransformerBridge``, on ``device``
+    or split by ``device_map`` (see ``Placement``), with weights in ``dtype``.
 
     Raises ``ModelLoadError`` with the fix when the spec cannot be resolved.
     """
-    torch_device = resolve_device(device)
+    placement = Placement.resolve(device, device_map, n_devices, max_memory, offload_folder)
+    torch_device = placement.device
     torch_dtype = resolve_dtype(dtype)
     spec_str = str(spec)
     path = Path(spec_str).expanduser()
@@ -234,7 +284,7 @@ def load_model(
     elif path.exists():
         gguf = _find_gguf(path)
         if gguf is not None:
-            hf_model = _load_gguf(gguf, torch_dtype)
+            hf_model = _load_gguf(gguf, torch_dtype, placement)
             source = str(_gguf_tokenizer_dir(gguf).resolve())
         elif path.is_dir() and (path / "config.json").exists():
             if not any((path / name).exists() for name in _WEIGHT_FILES):
@@ -255,7 +305,7 @@ def load_model(
     try:
         with quiet_loading():
             bridge = TransformerBridge.boot_transformers(
-                source, hf_model=hf_model, device=torch_device, dtype=torch_dtype
+                source, hf_model=hf_model, dtype=torch_dtype, **placement.boot_arguments()
             )
     except ModelLoadError:
         raise
@@ -264,7 +314,7 @@ def load_model(
             f"could not load model {spec_str!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
             "Check the name, or pass a local HF/GGUF directory (offline machines need one)"
         ) from exc
-    if hf_model is not None:
+    if hf_model is not None and placement.device_map is None:
         bridge.to(torch_device)
     bridge.eval()
     bridge.cfg.model_name = spec_str
@@ -273,7 +323,7 @@ def load_model(
     return bridge
 
 
-def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:
+def _load_gguf(gguf: Path, dtype: torch.dtype, placement: Placement) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
@@ -290,8 +340,12 @@ def _load_gguf(gguf: Path, dtype: torch.dtype) -> Any:
         )
     try:
         with quiet_loading():
+            placed = {} if placement.device_map is None else placement.boot_arguments()
+            placed.pop(
+                "n_devices", None
+            )  # transformers takes max_memory; n_devices is the bridge's
             return AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=dtype
+                gguf.parent, gguf_file=gguf.name, dtype=dtype, **placed
             ).eval()
     except Exception as exc:  # the gguf reader raises many types for a damaged file
         first = str(exc).splitlines()[0] if str(exc) else ""

@@ -5,17 +5,41 @@ field's annotation in the namespace of the module that defines the field, so the
 these dataclasses keep their annotations evaluated (no ``from __future__ import annotations``).
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simple_parsing import field
 
 from dps_lens.checks import check_float, check_positive
 from dps_lens.data import PreferenceExample, load_examples, sample_examples, split_by_user
+from dps_lens.errors import DpsLensError
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+
+
+def _json_object(flag: str, value: str | None) -> dict[Any, Any] | None:
+    """A JSON object given on the command line (None stays None)."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise DpsLensError(
+            f"{flag} is not valid JSON ({exc.msg} at column {exc.colno}): {value}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise DpsLensError(f"{flag} must be a JSON object, got {value}")
+    return parsed
+
+
+def _device_map(value: str | None) -> str | dict[Any, Any] | None:
+    """``--device-map``: a strategy name (auto, balanced, sequential) or a JSON object."""
+    if value is None or value.strip()[:1] not in "{[":
+        return value
+    return _json_object("--device-map", value)
 
 
 def _next_post_init(config: object, after: type) -> None:
@@ -31,12 +55,27 @@ class ModelOptions:
     # registered name (organism-planted, tiny-llama, ...), local HF/GGUF path, or hub name
     model: str = field(required=True)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    dtype: str = "float32"  # float32, bfloat16 or float16
+    dtype: str = "float32"  # weights: float32, bfloat16 or float16 (scores stay float32)
+    # split the model over devices: auto, balanced, sequential, or a JSON {module: device} map
+    device_map: str | None = None
+    n_devices: int | None = None  # with --device-map: use at most this many GPUs
+    max_memory: str | None = (
+        None  # with --device-map: JSON {device: limit}, e.g. {"0": "20GiB", "cpu": "60GiB"}
+    )
+    offload_folder: Path | None = None  # with --device-map: where "disk" modules are offloaded
 
     def load(self) -> "TransformerBridge":
         from dps_lens.models import load_model
 
-        return load_model(self.model, device=self.device, dtype=self.dtype)
+        return load_model(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            device_map=_device_map(self.device_map),
+            n_devices=self.n_devices,
+            max_memory=_json_object("--max-memory", self.max_memory),
+            offload_folder=self.offload_folder,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
