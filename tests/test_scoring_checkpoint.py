@@ -8,23 +8,8 @@ import pytest
 import torch
 
 from dps_lens.scoring import ScanConfig, score_heads
-from dps_lens.scoring.checkpoint import CHECKPOINT_META, CHECKPOINT_TENSORS, ScanCheckpoint
-
-
-def interrupted_scan(model, examples, config, directory, monkeypatch, after: int = 2) -> None:
-    saves = {"n": 0}
-    original = ScanCheckpoint.save
-
-    def interrupt(self):
-        original(self)
-        saves["n"] += 1
-        if saves["n"] == after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ScanCheckpoint, "save", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        score_heads(model, examples, config, checkpoint_dir=directory, progress=False)
-    monkeypatch.undo()
+from dps_lens.scoring.checkpoint import CHECKPOINT_META, CHECKPOINT_TENSORS
+from tests.helpers import interrupted_scan
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage_meta", "wrong_shape"])

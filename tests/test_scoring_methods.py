@@ -9,9 +9,9 @@ from dps_lens.errors import DpsLensError
 from dps_lens.interventions import ablate_heads
 from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads
-from dps_lens.scoring.checkpoint import ScanCheckpoint
 from dps_lens.scoring.loss import forward_nll
 from dps_lens.scoring.patching import patched_losses, source_activations
+from tests.helpers import interrupted_scan
 from tests.test_scoring import _naive_pcs
 
 PLANTED_HEADS = {(1, 1), (1, 3), (2, 2)}
@@ -97,19 +97,7 @@ def test_activation_patching_finds_the_planted_heads(planted, discovery, directi
 def test_every_method_resumes_after_an_interruption(tiny_llama, examples, tmp_path, method, monkeypatch):  # fmt: skip
     config = ScanConfig(method=method, batch_size=2)
     fresh = score_heads(tiny_llama, examples, config, progress=False)
-    saves = {"n": 0}
-    original = ScanCheckpoint.save
-
-    def interrupt_after_two(self):
-        original(self)
-        saves["n"] += 1
-        if saves["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ScanCheckpoint, "save", interrupt_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        score_heads(tiny_llama, examples, config, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.undo()
+    interrupted_scan(tiny_llama, examples, config, tmp_path, monkeypatch, after=2)
     resumed = score_heads(tiny_llama, examples, config, checkpoint_dir=tmp_path, progress=False)
     torch.testing.assert_close(resumed.per_example, fresh.per_example, atol=1e-6, rtol=0)
 

@@ -13,10 +13,9 @@ from dps_lens.cli import main
 from dps_lens.data import write_jsonl
 from dps_lens.organism.world import World
 from dps_lens.scoring import ScanConfig, score_heads
-from dps_lens.scoring.checkpoint import ScanCheckpoint
 from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
 from dps_lens.scoring.racing import bounds, decide, race_rounds
-from tests.helpers import discover_args
+from tests.helpers import discover_args, interrupted_scan
 
 PLANTED = {(1, 1), (1, 3), (2, 2)}
 
@@ -102,19 +101,7 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
 def test_racing_resumes_after_an_interruption(planted, discovery, tmp_path, monkeypatch):
     config = ScanConfig(method="racing", k=3, delta=0.9, round_size=6, batch_size=16)
     fresh = score_heads(planted, discovery, config, progress=False)
-    saves = {"n": 0}
-    original = ScanCheckpoint.save
-
-    def interrupt(self):
-        original(self)
-        saves["n"] += 1
-        if saves["n"] == 12:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ScanCheckpoint, "save", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        score_heads(planted, discovery, config, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.undo()
+    interrupted_scan(planted, discovery, config, tmp_path, monkeypatch, after=12)
     resumed = score_heads(planted, discovery, config, checkpoint_dir=tmp_path, progress=False)
     torch.testing.assert_close(
         resumed.per_example, fresh.per_example, atol=1e-6, rtol=0, equal_nan=True

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from dps_lens.checks import check_float
 from dps_lens.steering.methods.base import (
     HeadsOrWeights,
+    MaskedRun,
     MethodConfig,
     Steering,
     SteeringContext,
@@ -27,6 +28,7 @@ class DecoreConfig(MethodConfig):
     description = "heads masked by uniform attention, entropy-adaptive strength"
 
     gamma_cap: float = 2.0  # cap of the adaptive γ (nats)
+    masked_run: ClassVar[MaskedRun] = "exact"
 
     def __post_init__(self) -> None:
         check_float("gamma_cap", self.gamma_cap, low=0)
@@ -36,7 +38,9 @@ class DecoreConfig(MethodConfig):
         return "uniform"
 
     def build(self, context: SteeringContext) -> Steering:
-        config = DPSConfig(adaptive=True, gamma_cap=self.gamma_cap, mode="uniform")
+        config = DPSConfig(
+            adaptive=True, gamma_cap=self.gamma_cap, mode="uniform", masked_run=self.masked_run
+        )
         return replace(config.build(context), name=self.name)
 
 
