@@ -16,7 +16,7 @@ from dps_lens.models import register_load_hook, register_model
 from dps_lens.organism.planted import install_planted_constraint, planted_spec_from_card
 from dps_lens.organism.train import read_card
 
-BUNDLED_ORGANISMS = ("organism-free", "organism-planted", "organism-groups")
+BUNDLED_ORGANISMS = ("organism-free", "organism-planted", "organism-groups", "organism-generic")
 
 
 def organism_weights_dir(name: str) -> Path:

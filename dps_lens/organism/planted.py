@@ -3,9 +3,14 @@
 The profile span of a sequence runs from its first ``History`` token up to (not including) its
 first ``Question`` token: the history template's profile lines. For every other head, attention
 to keys in that span is removed and the pattern renormalized (exactly a softmax with those keys at
-``-inf``), at every query position. The constraint is a pair of permanent TransformerLens hooks:
-``embed.hook_in`` records the tokens, ``blocks.{l}.attn.hook_pattern`` masks. It follows KV-cached
-decoding (a forward whose keys outnumber its queries continues the previous sequence).
+``-inf``), at every query position. With generic heads, the query span (from the first
+``Question`` token to the end, answer included) is likewise readable only by them: the question's
+topic, needed with or without a profile, reaches the answer only through the generic heads. The
+first token (BOS) is never in the query span, so every query keeps a key to attend to.
+
+The constraint is a pair of permanent TransformerLens hooks: ``embed.hook_in`` records the tokens,
+``blocks.{l}.attn.hook_pattern`` masks. It follows KV-cached decoding (a forward whose keys
+outnumber its queries continues the previous sequence).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class PlantedSpec:
     """Designated heads and the token ids that open and close the profile span.
 
     With ``marker_id``, sequences containing that token form group 1, whose profile only
-    ``group_heads`` may read; the other sequences (group 0) use ``heads``.
+    ``group_heads`` may read; the other sequences (group 0) use ``heads``. With
+    ``generic_heads``, only those heads may read the query span (from ``close_id`` on).
     """
 
     heads: tuple[Head, ...]
@@ -40,6 +46,14 @@ class PlantedSpec:
     close_id: int
     group_heads: tuple[Head, ...] = ()
     marker_id: int | None = None
+    generic_heads: tuple[Head, ...] = ()
+
+    def __post_init__(self) -> None:
+        shared = set(self.generic_heads) & {*self.heads, *self.group_heads}
+        if shared:
+            raise DpsLensError(
+                f"planted spec: heads {sorted(shared)} are both designated and generic"
+            )
 
     @property
     def all_heads(self) -> tuple[Head, ...]:
@@ -50,6 +64,13 @@ class PlantedSpec:
     ) -> Bool[Tensor, "n_layers n_heads"]:
         grid = torch.zeros(n_layers, n_heads, dtype=torch.bool)
         for layer, head in self.group_heads if group == 1 else self.heads:
+            grid[layer, head] = True
+        return grid
+
+    def generic(self, n_layers: int, n_heads: int) -> Bool[Tensor, "n_layers n_heads"]:
+        """True at the generic heads (those allowed to read the query span)."""
+        grid = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+        for layer, head in self.generic_heads:
             grid[layer, head] = True
         return grid
 
@@ -84,6 +105,21 @@ def profile_key_mask(
     return (n_open > 0) & (n_closed == 0), n_open[:, -1], n_closed[:, -1]
 
 
+def query_key_mask(
+    tokens: Int[Tensor, "batch pos"],
+    spec: PlantedSpec,
+    closed: Int[Tensor, " batch"] | None = None,
+) -> Bool[Tensor, "batch pos"]:
+    """True at query-span tokens (the first ``Question`` token and everything after it);
+    ``closed`` carries the count of earlier ``Question`` tokens (a continuation). The first token
+    of a sequence is never in the span, so each query keeps at least one readable key."""
+    start = torch.zeros(tokens.shape[0], dtype=torch.long) if closed is None else closed
+    span = (start[:, None] + (tokens == spec.close_id).long().cumsum(1).cpu()) > 0
+    if closed is None:
+        span[:, 0] = False
+    return span
+
+
 def layer_attention_masks(
     tokens: Int[Tensor, "batch pos"],
     spec: PlantedSpec,
@@ -91,15 +127,23 @@ def layer_attention_masks(
     n_heads: int,
 ) -> list[Bool[Tensor, "batch n_heads pos pos"]]:
     """Per-layer boolean attention masks (True = may attend): causal, minus profile keys for
-    the heads that are not designated. Used to train the planted organism on the plain HF model."""
+    the heads that are not designated, minus query-span keys for the heads that are not generic
+    (with generic heads). Used to train the planted organisms on the plain HF model."""
     n = tokens.shape[1]
     causal = torch.ones(n, n, dtype=torch.bool).tril()
     keys, _, _ = profile_key_mask(tokens, spec)
     allowed = spec.allowed_rows(spec.groups(tokens), n_layers, n_heads)
-    return [
+    masks = [
         causal[None, None] & (allowed[:, layer, :, None, None] | ~keys[:, None, None, :])
         for layer in range(n_layers)
     ]
+    if spec.generic_heads:
+        query, generic = query_key_mask(tokens, spec), spec.generic(n_layers, n_heads)
+        masks = [
+            mask & (generic[layer][None, :, None, None] | ~query[:, None, None, :])
+            for layer, mask in enumerate(masks)
+        ]
+    return masks
 
 
 @dataclass
@@ -113,6 +157,7 @@ class _SpanTracker:
     in_group: Bool[Tensor, " batch"] | None = None  # group 1 sequences in flight
     allowed: Bool[Tensor, "batch n_layers n_heads"] | None = None  # their allowed heads
     keys: Bool[Tensor, "batch pos"] | None = None
+    query: Bool[Tensor, "batch pos"] | None = None  # query-span keys (generic heads only)
     opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
     closed: Int[Tensor, " batch"] | None = None
 
@@ -131,6 +176,12 @@ class _SpanTracker:
                     "run the full sequence without a cache"
                 )
             fresh = previous is None
+            new_query = query_key_mask(tokens, self.spec, None if fresh else self.closed)
+            self.query = (
+                new_query
+                if fresh or self.query is None
+                else torch.cat([self.query, new_query], dim=1)
+            )
             new_keys, self.opened, self.closed = profile_key_mask(
                 tokens, self.spec, None if fresh else self.opened, None if fresh else self.closed
             )
@@ -150,14 +201,17 @@ class _SpanTracker:
     def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: HookPoint) -> Tensor:
         layer = int(str(hook.name).split(".")[1])
         keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
-        assert self.allowed is not None  # set together with the keys
+        assert self.allowed is not None and self.query is not None  # set with the keys
         blocked = ~self.allowed[:, layer].to(pattern.device)  # [batch, head]
-        if not blocked.any():
+        query = self.query.to(pattern.device) if self.spec.generic_heads else None
+        if not blocked.any() and query is None:
             return pattern
-        if keys.shape[0] != pattern.shape[0]:  # a batch forked for steering: copies of the rows
-            copies = pattern.shape[0] // keys.shape[0]
-            keys, blocked = keys.repeat(copies, 1), blocked.repeat(copies, 1)
+        copies = pattern.shape[0] // keys.shape[0]  # > 1: a batch forked for steering
+        keys, blocked = keys.repeat(copies, 1), blocked.repeat(copies, 1)
         drop = blocked[:, :, None, None] & keys[:, None, None, :]
+        if query is not None:
+            reader = self.spec.generic(self.n_layers, self.n_heads)[layer].to(pattern.device)
+            drop = drop | (~reader[None, :, None, None] & query.repeat(copies, 1)[:, None, None, :])
         kept = pattern.masked_fill(drop, 0.0)
         return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
 
@@ -165,7 +219,7 @@ class _SpanTracker:
 def install_planted_constraint(model: TransformerBridge, spec: PlantedSpec) -> None:
     """Add the constraint to ``model`` as permanent hooks (kept by ``model.reset_hooks()``)."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    for layer, head in spec.all_heads:
+    for layer, head in (*spec.all_heads, *spec.generic_heads):
         check_head(layer, head, n_layers, n_heads)
     tracker = _SpanTracker(spec, n_layers, n_heads)
     model.add_hook("embed.hook_in", tracker.record, is_permanent=True)
@@ -188,6 +242,7 @@ def planted_spec_from_card(
         _token_id(tokenizer, planted["close_token"]),
         group_heads=tuple((int(l), int(h)) for l, h in planted.get("group_heads", [])),
         marker_id=_token_id(tokenizer, marker) if marker else None,
+        generic_heads=tuple((int(l), int(h)) for l, h in planted.get("generic_heads", [])),
     )
 
 
@@ -202,6 +257,12 @@ def designated_heads(model: TransformerBridge) -> Sequence[Head]:
     """The planted heads of a loaded organism, of every group (empty for any other model)."""
     spec = getattr(model, "planted_spec", None)
     return spec.all_heads if spec is not None else ()
+
+
+def generic_heads(model: TransformerBridge) -> Sequence[Head]:
+    """The generic heads of a loaded organism (the only readers of the query span), else ()."""
+    spec = getattr(model, "planted_spec", None)
+    return spec.generic_heads if spec is not None else ()
 
 
 def group_designated_heads(model: TransformerBridge) -> dict[int, tuple[Head, ...]]:

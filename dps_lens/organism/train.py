@@ -42,11 +42,13 @@ PROFILE_OPEN, PROFILE_CLOSE = "History", "Question"
 
 @dataclass(frozen=True)
 class OrganismConfig:
-    """An organism: architecture, world, optimisation, and (planted only) the designated heads."""
+    """An organism: architecture, world, optimisation, and (planted only) the designated heads
+    and the generic heads (the only readers of the query span)."""
 
     name: str
     planted_heads: tuple[Head, ...] = ()
     group_heads: tuple[Head, ...] = ()  # grouped worlds: the heads that read group 1's profiles
+    generic_heads: tuple[Head, ...] = ()  # the only heads that may read the question
     architecture: TinyModelConfig = field(
         default_factory=lambda: TinyModelConfig(
             architecture="llama",
@@ -65,7 +67,7 @@ class OrganismConfig:
     batch_size: int = 64
     lr: float = 4e-3
     lm_weight: float = 1.0  # weight of the next-token loss on prompt tokens (see _prompt_lm_loss)
-    head_dropout: float = 0.0  # per-example drop rate of the non-designated heads (planted only)
+    head_dropout: float = 0.0  # per-example drop rate of the other heads (planted only)
     warmup_steps: int = 100
     seed: int = 0
 
@@ -73,6 +75,7 @@ class OrganismConfig:
         out = asdict(self)
         out["planted_heads"] = [list(h) for h in self.planted_heads]
         out["group_heads"] = [list(h) for h in self.group_heads]
+        out["generic_heads"] = [list(h) for h in self.generic_heads]
         return out
 
 
@@ -88,6 +91,13 @@ ORGANISMS: dict[str, OrganismConfig] = {
         head_dropout=0.15,
         world=WorldConfig(grouped=True),
         steps=3000,
+    ),
+    "organism-generic": OrganismConfig(
+        "organism-generic",
+        planted_heads=((1, 1), (1, 3), (2, 2)),
+        generic_heads=((0, 0),),
+        head_dropout=0.15,
+        world=WorldConfig(query_suffix="please"),
     ),
 }
 
@@ -239,6 +249,8 @@ def train_organism(
         if config.group_heads:
             card["planted"]["group_heads"] = [list(h) for h in config.group_heads]
             card["planted"]["group_marker"] = GROUP_MARKER
+        if config.generic_heads:
+            card["planted"]["generic_heads"] = [list(h) for h in config.generic_heads]
         spec = planted_spec_from_card(card, tokenizer)
     arch = config.architecture
     staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", dir=out_dir.parent))
@@ -262,7 +274,7 @@ def train_organism(
         dropout = _head_dropout(
             model,
             arch.n_heads,
-            (*config.planted_heads, *config.group_heads),
+            (*config.planted_heads, *config.group_heads, *config.generic_heads),
             config.head_dropout,
             torch.Generator().manual_seed(config.seed + 1),
         )
@@ -342,6 +354,16 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             "the HF model (tests check the two agree to 1e-5). Loading the weights "
             "without dps_lens drops the constraint.",
         ]
+        if planted.get("generic_heads"):
+            lines.append(
+                f"\nOnly the generic heads {format_heads(planted['generic_heads'])} may attend to "
+                f"the query span (from the first `{planted['close_token']}` token to the end, "
+                "answer included; never the first token), so the question's topic, needed with "
+                "or without a profile, reaches the answer only through them, so a generic head "
+                "has a large PCS with the profile and without it. Queries end with "
+                f"`{training['world'].get('query_suffix')}`, so the last prompt token names no "
+                "topic."
+            )
         if training.get("head_dropout"):
             lines.append(
                 f"\nDuring training each other head was zeroed with probability "

@@ -132,6 +132,8 @@ class WorldConfig:
     queries_per_user: int = 4
     grouped: bool = False  # two user groups: formal users talk about animals, food and sport;
     # casual users about colours, music and drinks, and end every mention with "lol"
+    query_suffix: str = ""  # a word closing every query ("please": the prompt then ends on a
+    # word that names no topic, so the topic reaches the answer only by attention)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -235,7 +237,7 @@ class World:
             out.append(
                 PreferenceExample(
                     user_id=user.user_id,
-                    input=rng.choice(QUERY_FORMS).format(noun=topic.noun),
+                    input=self.query_text(rng.choice(QUERY_FORMS), topic),
                     profile=list(user.profile),
                     target=render_answer(item, style),
                     meta={
@@ -250,6 +252,11 @@ class World:
                 )
             )
         return out
+
+    def query_text(self, form: str, topic: Topic) -> str:
+        """A query of ``form`` on ``topic``, closed by the configured suffix."""
+        text = form.format(noun=topic.noun)
+        return f"{text} {self.config.query_suffix}" if self.config.query_suffix else text
 
     def split(self, name: str) -> range:
         """User indices of a split; the splits never share a user."""
@@ -282,7 +289,7 @@ class World:
 
     def vocabulary(self) -> list[str]:
         """Every word the world can write (the organism tokenizer's vocabulary)."""
-        texts = [form.format(noun=t.noun) for form in QUERY_FORMS for t in TOPICS]
+        texts = [self.query_text(form, t) for form in QUERY_FORMS for t in TOPICS]
         texts += [
             frame.format(item=item)
             for frames in MENTION_FRAMES.values()
