@@ -50,8 +50,16 @@ def _cluster_report(report: dict[str, Any]) -> str:
     return report_markdown(report)
 
 
-def _renderer(report: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
+def _ranked(rows: list[dict[str, Any]]) -> str:
+    from dps_lens.scoring.head_scores import ranked_markdown
+
+    return ranked_markdown(rows)
+
+
+def _renderer(report: Any) -> Callable[[Any], str]:
     """The package function that wrote a result's Markdown, recognised by the JSON's keys."""
+    if isinstance(report, list) and report and "rank" in report[0]:
+        return _ranked
     if "modes" in report and "designated_heads" in report:
         return _validate_report
     if "clusters" in report and "cluster_purity" in report:

@@ -39,6 +39,41 @@ STATUS_NAMES = {UNDECIDED: "undecided", IN: "in", OUT: "out"}
 SUMMARY_FIELDS = ("mean", "stderr", "ci_low", "ci_high", "n")
 
 
+def ranked_markdown(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of ``HeadScores.ranked()`` rows: score [95% CI] columns (nats) for PCS and,
+    when present, PCS without the profile and ΔPCS, then n and the racing status."""
+
+    def cell(row: dict[str, Any], key: str, low: str, high: str) -> str:
+        return f"{row[key]:.4f} [{row[low]:.4f}, {row[high]:.4f}]"
+
+    columns = [("PCS", "pcs", "ci_low", "ci_high")]
+    if rows and "delta" in rows[0]:
+        columns += [
+            (
+                "PCS without profile",
+                "pcs_no_profile",
+                "pcs_no_profile_ci_low",
+                "pcs_no_profile_ci_high",
+            ),
+            ("ΔPCS", "delta", "delta_ci_low", "delta_ci_high"),
+        ]
+    status = bool(rows) and "status" in rows[0]
+    header = [
+        "rank",
+        "head",
+        *(title for title, *_ in columns),
+        "n",
+        *(["status"] if status else []),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row["rank"]), head_name((row["layer"], row["head"]))]
+        cells += [cell(row, *keys) for _, *keys in columns]
+        cells += [str(row["n"]), *([row["status"]] if status else [])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def rank_heads(mean: Float[Tensor, "n_layers n_heads"]) -> list[Head]:
     """Heads with a finite score, highest first (NaN marks a head that was not scored)."""
     n_heads = mean.shape[1]
@@ -232,11 +267,14 @@ class HeadScores:
         return directory
 
     def save_reports(self, directory: str | Path, k: int, by: Select | None = None) -> None:
-        """Also write ``ranked.json``, ``ranked.csv`` and ``top_k.json`` for the top ``k`` heads."""
+        """Also write ``ranked.json``, ``ranked.csv``, ``ranked.md`` and ``top_k.json`` (the top
+        ``k`` heads)."""
         directory = Path(directory)
         by = by or self.default_select
-        atomic_write_json(directory / "ranked.json", self.ranked(by))
+        rows = self.ranked(by)
+        atomic_write_json(directory / "ranked.json", rows)
         atomic_write_text(directory / "ranked.csv", self.ranked_csv(by))
+        atomic_write_text(directory / "ranked.md", ranked_markdown(rows))
         atomic_write_json(
             directory / "top_k.json",
             {
