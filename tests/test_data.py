@@ -158,3 +158,93 @@ def test_write_jsonl_round_trips(tmp_path):
     examples = [EXAMPLE, EXAMPLE.without_profile()]
     path = write_jsonl(tmp_path / "out.jsonl", examples)
     assert load_jsonl(path) == examples
+
+
+GOOD = {"user_id": "u", "input": "x", "profile": ["p"], "target": "y"}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"target": None}, r"bad\.jsonl:2: 'target' must be a string, got null"),
+        ({"input": None}, r"bad\.jsonl:2: 'input' must be a string, got null"),
+        ({"user_id": None}, r"bad\.jsonl:2: 'user_id' must be a string, got null"),
+        ({"target": ["y"]}, r"bad\.jsonl:2: 'target' must be a string, got list"),
+        ({"profile": ["p", None]}, r"bad\.jsonl:2: 'profile\[1\]' must be a string, got null"),
+        ({"profile": "p"}, r"bad\.jsonl:2: 'profile' must be a list"),
+        ({"meta": "m"}, r"bad\.jsonl:2: 'meta' must be a JSON object, got str"),
+        ({"meta": [1]}, r"bad\.jsonl:2: 'meta' must be a JSON object, got list"),
+    ],
+)
+def test_null_or_mistyped_jsonl_fields_are_refused_with_the_line(tmp_path, change, error):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, **change}) + "\n")
+    with pytest.raises(DataFormatError, match=error):
+        load_examples(path, "jsonl")
+
+
+def test_numbers_are_read_as_text(tmp_path):
+    path = tmp_path / "numbers.jsonl"
+    path.write_text(json.dumps({**GOOD, "user_id": 7, "target": 3}) + "\n")
+    [example] = load_examples(path)
+    assert (example.user_id, example.target) == ("7", "3")
+
+
+def test_null_fields_of_the_authors_jsonl_are_refused(tmp_path):
+    path = tmp_path / "LaMP-7.dev.jsonl"
+    row = {"source": "s", "target": "t", "icr_profile": [{"text": "a"}], "purple_profile": []}
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "target": None}) + "\n")
+    with pytest.raises(DataFormatError, match=r"LaMP-7\.dev\.jsonl:2: 'target' .* got null"):
+        load_examples(path)
+    path.write_text(json.dumps({**row, "icr_profile": [{"text": "a"}, None]}) + "\n")
+    with pytest.raises(DataFormatError, match=r"jsonl:1: icr_profile\[1\]: a profile item"):
+        load_examples(path)
+    path.write_text(json.dumps({**row, "icr_profile": [{"text": None}]}) + "\n")
+    with pytest.raises(DataFormatError, match=r"jsonl:1: icr_profile\[0\]: 'text' .* null"):
+        load_examples(path)
+
+
+def test_null_fields_of_official_lamp_are_refused(tmp_path):
+    questions = tmp_path / "dev_questions.json"
+    outputs = tmp_path / "dev_outputs.json"
+    question = {"id": "1", "input": "in", "profile": [{"text": "t"}]}
+    outputs.write_text(json.dumps({"golds": [{"id": "1", "output": None}]}))
+    questions.write_text(json.dumps([question]))
+    with pytest.raises(DataFormatError, match=r"dev_outputs\.json: gold #0: 'output' .* null"):
+        load_lamp(questions)
+    outputs.write_text(json.dumps({"golds": [{"id": "1", "output": "gold"}]}))
+    questions.write_text(json.dumps([{**question, "input": None}]))
+    with pytest.raises(DataFormatError, match=r"question #0: 'input' .* null"):
+        load_lamp(questions)
+    questions.write_text(json.dumps([{**question, "profile": [None]}]))
+    with pytest.raises(DataFormatError, match=r"question #0: profile\[0\]: a profile item"):
+        load_lamp(questions)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("x.jsonl", "jsonl"), ("x.txt", "personachat")])
+def test_non_utf8_data_names_the_line(tmp_path, name, fmt):
+    path = tmp_path / name
+    good = json.dumps(GOOD) if fmt == "jsonl" else "1 your persona: i like tea."
+    path.write_bytes(good.encode() + b"\n" + good.encode().replace(b"i", b"\xe9") + b"\n")
+    with pytest.raises(DataFormatError, match=rf"{name}:2: not UTF-8 text .*convert the file"):
+        load_examples(path)
+    with pytest.raises(DataFormatError, match=rf"{name}:2: not UTF-8"):
+        load_examples(path, fmt)
+
+
+def test_non_utf8_lamp_json_names_the_line(tmp_path):
+    questions = tmp_path / "dev_questions.json"
+    questions.write_bytes(b'[\n{"id": "1",\n "input": "caf\xe9", "profile": []}]')
+    (tmp_path / "dev_outputs.json").write_text(json.dumps({"golds": []}))
+    with pytest.raises(DataFormatError, match=r"dev_questions\.json:3: not UTF-8"):
+        load_examples(questions)
+
+
+def test_a_directory_is_not_a_data_file(tmp_path):
+    from dps_lens.data import load_jsonl, load_personachat
+
+    folder = tmp_path / "data.jsonl"
+    folder.mkdir()
+    for load in (load_examples, load_jsonl, load_personachat, load_lamp):
+        with pytest.raises(DpsLensError, match=r"data\.jsonl is a directory; pass a data file"):
+            load(folder)

@@ -188,11 +188,43 @@ creates = ["sweep"]
         ('title = "x"', "missing `name`"),
         ('name = "x"', "no \\[\\[figure\\]\\]"),
         ('name = "x"\n[[figure]]\nname = "a"', "missing `kind`"),
-        ('name = "x"\n[[figure]]\nkind = "a"\n[[figure]]\nkind = "a"', "unique"),
         (
-            'name = "x"\n[[figure]]\nkind = "a"\n[[produce]]\ncommand = ["x"]\ncreates = ["nope"]',
+            'name = "x"\n[[figure]]\nkind = "pcs_heatmap"\n[[figure]]\nkind = "pcs_heatmap"',
+            "unique",
+        ),
+        (
+            'name = "x"\n[[figure]]\nkind = "pcs_heatmap"\n[[produce]]\ncommand = ["x"]\n'
+            'creates = ["nope"]',
             "unknown inputs",
         ),
+        (
+            'nmae = "x"\n[[figure]]\nkind = "pcs_heatmap"',
+            r"s\.toml: unknown key\(s\) `nmae`; valid: name,",
+        ),
+        (
+            'name = "x"\n[[figure]]\nkind = "pcs_heatmap"\nscores = "s"\ntitel = "t"',
+            r"s\.toml \[\[figure\]\] #1: unknown option\(s\) for 'pcs_heatmap' `titel`; "
+            "valid: name, kind, scores, title",
+        ),
+        (
+            'name = "x"\n[[figure]]\nkind = "gamma_sweep"\nsweep = "s"\nk = 3',
+            r"unknown option\(s\) for 'gamma_sweep' `k`; valid: name, kind, sweep, metric, title",
+        ),
+        (
+            'name = "x"\n[[figure]]\nkind = "pcs_heatmap"\n[[produce]]\ncommand = ["x"]\n'
+            'creates = []\ncwd = "."',
+            r"\[\[produce\]\] #1: unknown key\(s\) `cwd`; valid: command, creates",
+        ),
+        ('name = "x"\n[[figure]]\nkind = "violin"', "unknown kind 'violin'; use one of"),
+        ('name = "x"\nroot = 1\n[[figure]]\nkind = "pcs_heatmap"', "`root` must be a str"),
+        ('name = "x"\n[inputs]\na = 1\n[[figure]]\nkind = "pcs_heatmap"', "`a` must be a path"),
+        ('name = "../x"\n[[figure]]\nkind = "pcs_heatmap"', "must be a plain file name"),
+        (
+            'name = "x"\n[[figure]]\nname = "../../escape"\nkind = "pcs_heatmap"',
+            r"#1: name '\.\./\.\./escape' must be a plain file name",
+        ),
+        ('name = "x"\nout = "../elsewhere"\n[[figure]]\nkind = "pcs_heatmap"', "outside the study"),
+        ('name = "x"\nroot = ".."\n[[figure]]\nkind = "pcs_heatmap"', "outside the study"),
     ],
 )
 def test_study_file_errors(tmp_path: Path, text: str, error: str) -> None:
@@ -200,6 +232,35 @@ def test_study_file_errors(tmp_path: Path, text: str, error: str) -> None:
     path.write_text(text)
     with pytest.raises(DataFormatError, match=error):
         load_study(path)
+
+
+def test_out_outside_the_study_folder_needs_an_explicit_option(study_file: Path, capsys) -> None:
+    outside = study_file.parent.parent / f"{study_file.parent.name}-figures"
+    head = STUDY.split("[[figure]]")[0].replace('out = "figs"', f'out = "../{outside.name}"')
+    study_file.write_text(head + '[[figure]]\nkind = "pcs_heatmap"\nscores = "scores"\n')
+    with pytest.raises(DataFormatError, match="--allow-outside"):
+        load_study(study_file)
+    args = ["figures", "--study", str(study_file), "--static", "no", "--no-progress"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {study_file}: `out`")
+    assert not outside.exists()
+    assert main([*args, "--allow-outside"]) == 0
+    assert (outside / "pcs_heatmap.html").exists()
+
+
+def test_every_builder_has_its_options_listed() -> None:
+    import re
+
+    import dps_lens.figures.builders as builders
+    from dps_lens.figures.study import FIGURE_OPTIONS
+
+    assert set(FIGURE_OPTIONS) == set(builders.BUILDERS)
+    source = Path(builders.__file__).read_text()
+    read = set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', source))
+    read |= set(re.findall(r'(?:path|rows)\(spec, "(\w+)"\)', source))
+    read |= {"scores"}  # Inputs.scores
+    listed = {option for options in FIGURE_OPTIONS.values() for option in options}
+    assert read == listed
 
 
 def test_build_errors_name_the_fix(study_file: Path, tmp_path: Path) -> None:

@@ -194,3 +194,32 @@ def test_dps_raises_personalization_on_the_planted_organism(planted):
     plain = rate(methods.plain())
     assert rate(methods.dps(planted, heads, gamma=1.0)) > plain + 0.1
     assert abs(rate(methods.random_heads(planted, heads, seed=0)) - plain) < 0.1
+
+
+def test_a_single_string_is_one_prompt(tiny_llama, examples):
+    one = generate(tiny_llama, PROMPTS[0], max_new_tokens=3)
+    listed = generate(tiny_llama, PROMPTS[:1], max_new_tokens=3)
+    assert len(one.texts) == 1 and one.token_ids == listed.token_ids
+    single = generate(tiny_llama, examples[0], methods.cad(), max_new_tokens=3)
+    assert (
+        single.token_ids
+        == generate(tiny_llama, examples[:1], methods.cad(), max_new_tokens=3).token_ids
+    )
+
+
+def test_batch_plan_is_how_generate_batches(tiny_llama, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("dps_lens.steering.generate")
+    assert module.batch_plan([5, 2, 5, 1, 2], 2) == [[3, 1], [4, 0], [2]]
+    seen = []
+    real = module._generate_chunk
+
+    def spy(chunk, prompts, *args):
+        seen.append([len(p) for p in prompts])
+        return real(chunk, prompts, *args)
+
+    monkeypatch.setattr(module, "_generate_chunk", spy)
+    generate(tiny_llama, PROMPTS, max_new_tokens=1, batch_size=2)
+    lengths = [len(p) for p in module.prompt_token_ids(tiny_llama, PROMPTS, max_new_tokens=1)]
+    assert seen == [[lengths[i] for i in batch] for batch in module.batch_plan(lengths, 2)]

@@ -45,3 +45,37 @@ def test_plausibility_constraint_blocks_unlikely_tokens():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(DpsLensError):
         ContrastRule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"gamma": math.nan}, "gamma must be a finite number"),
+        ({"gamma": math.inf}, "gamma must be a finite number"),
+        ({"gamma_cap": math.nan}, "gamma_cap must be a finite number"),
+        ({"gamma_cap": -1.0}, "gamma_cap must be >= 0"),
+        ({"beta": math.nan}, "beta must be a finite number"),
+        ({"beta": -math.inf}, "beta must be a finite number"),
+    ],
+)
+def test_non_finite_settings_are_refused_by_name(kwargs, error):
+    with pytest.raises(DpsLensError, match=error):
+        ContrastRule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"temperature": math.inf}, "temperature must be a finite number"),
+        ({"temperature": math.nan}, "temperature must be a finite number"),
+        ({"temperature": -0.5}, "temperature must be >= 0"),
+        ({"top_p": math.nan}, "top_p must be a finite number"),
+        ({"top_p": 0.0}, "top_p must be > 0"),
+        ({"top_p": 1.5}, "top_p must be <= 1"),
+    ],
+)
+def test_sampling_settings_are_checked(kwargs, error):
+    from dps_lens.steering import Sampling
+
+    with pytest.raises(DpsLensError, match=error):
+        Sampling(**kwargs)

@@ -1,4 +1,7 @@
-"""``dps-lens figures``: build a study's figures (HTML, PNG, SVG) from its saved results."""
+"""``dps-lens figures``: build a study's figures (HTML, PNG, SVG) from its saved results.
+
+A study file is code: its ``[[produce]]`` commands run programs. Its outputs stay under its own
+folder unless ``--allow-outside`` is given."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ class FiguresConfig:
     # PNG + SVG export (needs Chromium); auto: when Chromium is found
     static: Literal["auto", "yes", "no"] = "auto"
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
+    # let the study's `out` lie outside the study file's folder
+    allow_outside: bool = False
 
 
 @command(
@@ -31,7 +36,7 @@ class FiguresConfig:
 def run(config: FiguresConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.figures import build_study, load_study
 
-    study = load_study(config.study)
+    study = load_study(config.study, allow_outside=config.allow_outside)
     built = build_study(
         study, static=STATIC[config.static], force=config.force, progress=config.progress
     )

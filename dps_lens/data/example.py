@@ -8,6 +8,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dps_lens.errors import DataFormatError
+
+
+def as_text(value: Any, name: str, where: str) -> str:
+    """``value`` as text: a string, or a number (written as text); ``null``, booleans, lists and
+    objects raise ``DataFormatError`` naming ``where`` and the field ``name``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    shown = "null" if value is None else type(value).__name__
+    raise DataFormatError(f"{where}: '{name}' must be a string, got {shown}; give its text")
+
 
 @dataclass(frozen=True)
 class PreferenceExample:
@@ -27,13 +40,26 @@ class PreferenceExample:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> PreferenceExample:
+    def from_dict(cls, row: dict[str, Any], where: str = "example") -> PreferenceExample:
+        """Read a ``to_dict`` row; a missing, null or mistyped field raises ``DataFormatError``
+        naming ``where`` (e.g. ``file:line``), so that ``null`` is never read as the text "None"."""
+        missing = [key for key in ("user_id", "input", "target") if key not in row]
+        if missing:
+            raise DataFormatError(f"{where}: missing field(s) {', '.join(missing)}")
+        profile = row.get("profile", [])
+        if not isinstance(profile, list):
+            raise DataFormatError(f"{where}: 'profile' must be a list of strings")
+        meta = row.get("meta", {})
+        if not isinstance(meta, dict):
+            raise DataFormatError(
+                f"{where}: 'meta' must be a JSON object, got {type(meta).__name__}"
+            )
         return cls(
-            user_id=str(row["user_id"]),
-            input=str(row["input"]),
-            profile=[str(item) for item in row.get("profile", [])],
-            target=str(row["target"]),
-            meta=dict(row.get("meta", {})),
+            user_id=as_text(row["user_id"], "user_id", where),
+            input=as_text(row["input"], "input", where),
+            profile=[as_text(item, f"profile[{i}]", where) for i, item in enumerate(profile)],
+            target=as_text(row["target"], "target", where),
+            meta=dict(meta),
         )
 
     def without_profile(self) -> PreferenceExample:

@@ -14,35 +14,61 @@ from pathlib import Path
 from typing import Any
 
 from dps_lens._io import atomic_write_text
-from dps_lens.data.example import PreferenceExample
+from dps_lens.data.example import PreferenceExample, as_text
 from dps_lens.errors import DataFormatError, DpsLensError
 
 FORMATS = ("auto", "jsonl", "lamp-dps", "lamp", "personachat")
 
 
-def profile_item_text(item: dict[str, Any] | str) -> str:
-    """One LaMP profile item as text (LaMP's own phrasing for items that have a title)."""
+def profile_item_text(item: Any, where: str = "profile item") -> str:
+    """One LaMP profile item (a string or ``{text, title}``) as text (LaMP's own phrasing for
+    items that have a title); ``null`` or another type raises ``DataFormatError`` naming ``where``."""
     if isinstance(item, str):
         return item
-    text = str(item.get("text", "")).strip()
-    title = str(item.get("title", "")).strip()
+    if not isinstance(item, dict):
+        shown = "null" if item is None else type(item).__name__
+        raise DataFormatError(
+            f"{where}: a profile item must be a string or an object with 'text'/'title', got {shown}"
+        )
+    text = as_text(item.get("text", ""), "text", where).strip()
+    title = as_text(item.get("title", ""), "title", where).strip()
     if title and text:
         return f'"{title}" is the title for "{text}"'
     return title or text
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DpsLensError(f"{path} is a directory; pass a data file inside it")
+    if not path.exists():
+        raise DpsLensError(f"data file {path} does not exist")
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line; a line that is not UTF-8 raises naming it."""
+    _check_file(path)
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataFormatError(f"{path}:{line_no}: expected a JSON object per line")
-            yield line_no, row
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    f"{path}:{line_no}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); convert the file to UTF-8"
+                ) from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line_no, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{path}:{line_no}: expected a JSON object per line")
+        yield line_no, row
 
 
 def _require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
@@ -54,13 +80,9 @@ def _require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
 def load_jsonl(path: str | Path) -> list[PreferenceExample]:
     """Generic JSONL: ``{"user_id", "input", "profile": [str], "target", "meta"?}`` per line."""
     path = Path(path)
-    examples = []
-    for line_no, row in _jsonl_rows(path):
-        _require(row, ("user_id", "input", "target"), f"{path}:{line_no}")
-        if not isinstance(row.get("profile", []), list):
-            raise DataFormatError(f"{path}:{line_no}: 'profile' must be a list of strings")
-        examples.append(PreferenceExample.from_dict(row))
-    return examples
+    return [
+        PreferenceExample.from_dict(row, f"{path}:{line_no}") for line_no, row in _jsonl_rows(path)
+    ]
 
 
 def write_jsonl(path: str | Path, examples: Iterable[PreferenceExample]) -> Path:
@@ -92,15 +114,18 @@ def load_lamp_dps(path: str | Path, retriever: str = "icr") -> list[PreferenceEx
     examples = []
     for index, (line_no, row) in enumerate(_jsonl_rows(path)):
         key = f"{retriever}_profile"
-        _require(row, ("source", "target", key), f"{path}:{line_no}")
-        items = [profile_item_text(item) for item in row[key]]
+        where = f"{path}:{line_no}"
+        _require(row, ("source", "target", key), where)
+        if not isinstance(row[key], list):
+            raise DataFormatError(f"{where}: '{key}' must be a list of profile items")
+        items = [profile_item_text(item, f"{where}: {key}[{i}]") for i, item in enumerate(row[key])]
         question_id = f"{id_prefix}{index}"
         examples.append(
             PreferenceExample(
                 user_id=f"{task}/{question_id}",
-                input=str(row["source"]),
+                input=as_text(row["source"], "source", where),
                 profile=items[::-1],
-                target=str(row["target"]),
+                target=as_text(row["target"], "target", where),
                 meta={"task": task, "question_id": question_id, "retriever": retriever},
             )
         )
@@ -108,8 +133,17 @@ def load_lamp_dps(path: str | Path, retriever: str = "icr") -> list[PreferenceEx
 
 
 def _read_json(path: Path) -> Any:
+    _check_file(path)
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}:{line_no}: not UTF-8 text (byte {raw[exc.start]:#04x}); convert the file to UTF-8"
+        ) from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
@@ -130,23 +164,41 @@ def load_lamp(questions: str | Path, outputs: str | Path | None = None) -> list[
         raise DpsLensError(f"LaMP gold file {outputs} not found; pass the *_outputs.json path")
     rows = _read_json(questions)
     golds_doc = _read_json(outputs)
-    if not isinstance(rows, list) or not isinstance(golds_doc, dict) or "golds" not in golds_doc:
+    if (
+        not isinstance(rows, list)
+        or not isinstance(golds_doc, dict)
+        or not isinstance(golds_doc.get("golds"), list)
+    ):
         raise DataFormatError(
             f"{questions} / {outputs}: expected a list of questions and an object with 'golds'"
         )
-    golds = {str(g["id"]): str(g["output"]) for g in golds_doc["golds"]}
-    task = str(golds_doc.get("task", _task_of(questions)[0]))
+    golds = {}
+    for index, gold in enumerate(golds_doc["golds"]):
+        where = f"{outputs}: gold #{index}"
+        if not isinstance(gold, dict):
+            raise DataFormatError(f"{where}: expected an object with 'id' and 'output'")
+        _require(gold, ("id", "output"), where)
+        golds[as_text(gold["id"], "id", where)] = as_text(gold["output"], "output", where)
+    task = as_text(golds_doc.get("task", _task_of(questions)[0]), "task", str(outputs))
     examples = []
     for index, row in enumerate(rows):
-        _require(row, ("id", "input", "profile"), f"{questions}: question #{index}")
-        qid = str(row["id"])
+        where = f"{questions}: question #{index}"
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{where}: expected an object with 'id', 'input', 'profile'")
+        _require(row, ("id", "input", "profile"), where)
+        qid = as_text(row["id"], "id", where)
         if qid not in golds:
             raise DataFormatError(f"{outputs}: no gold output for question id {qid}")
+        if not isinstance(row["profile"], list):
+            raise DataFormatError(f"{where}: 'profile' must be a list of profile items")
         examples.append(
             PreferenceExample(
                 user_id=f"{task}/{qid}",
-                input=str(row["input"]),
-                profile=[profile_item_text(item) for item in row["profile"]],
+                input=as_text(row["input"], "input", where),
+                profile=[
+                    profile_item_text(item, f"{where}: profile[{i}]")
+                    for i, item in enumerate(row["profile"])
+                ],
                 target=golds[qid],
                 meta={"task": task, "question_id": qid},
             )
@@ -165,45 +217,45 @@ def load_personachat(path: str | Path, history_turns: int = 2) -> list[Preferenc
     persona: list[str] = []
     turns: list[tuple[str, str]] = []
     dialogue = -1
-    with path.open(encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            line = raw.rstrip("\n")
-            if not line.strip():
-                continue
-            number, _, text = line.partition(" ")
-            if not number.isdigit():
-                raise DataFormatError(f"{path}:{line_no}: expected '<n> <text>' (ParlAI format)")
-            if number == "1":
-                dialogue, persona, turns = dialogue + 1, [], []
-            if text.startswith("your persona:"):
-                persona.append(text.removeprefix("your persona:").strip())
-                continue
-            partner, tab, reply = text.partition("\t")
-            if not tab:
-                raise DataFormatError(f"{path}:{line_no}: turn line without a tab-separated reply")
-            reply = reply.split("\t")[0]
-            context = [
-                f"{who}: {said}"
-                for pair in turns[-history_turns:]
-                if history_turns
-                for who, said in zip(("Partner", "You"), pair, strict=True)
-            ]
-            examples.append(
-                PreferenceExample(
-                    user_id=f"personachat/{dialogue}",
-                    input="\n".join([*context, f"Partner: {partner}", "You:"]),
-                    profile=list(persona),
-                    target=reply,
-                    meta={"dialogue": dialogue, "turn": len(turns)},
-                )
+    for line_no, raw in _text_lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        number, _, text = line.partition(" ")
+        if not number.isdigit():
+            raise DataFormatError(f"{path}:{line_no}: expected '<n> <text>' (ParlAI format)")
+        if number == "1":
+            dialogue, persona, turns = dialogue + 1, [], []
+        if text.startswith("your persona:"):
+            persona.append(text.removeprefix("your persona:").strip())
+            continue
+        partner, tab, reply = text.partition("\t")
+        if not tab:
+            raise DataFormatError(f"{path}:{line_no}: turn line without a tab-separated reply")
+        reply = reply.split("\t")[0]
+        context = [
+            f"{who}: {said}"
+            for pair in turns[-history_turns:]
+            if history_turns
+            for who, said in zip(("Partner", "You"), pair, strict=True)
+        ]
+        examples.append(
+            PreferenceExample(
+                user_id=f"personachat/{dialogue}",
+                input="\n".join([*context, f"Partner: {partner}", "You:"]),
+                profile=list(persona),
+                target=reply,
+                meta={"dialogue": dialogue, "turn": len(turns)},
             )
-            turns.append((partner, reply))
+        )
+        turns.append((partner, reply))
     return examples
 
 
 def detect_format(path: str | Path) -> str:
     """Guess the format of ``path`` from its name and first record."""
     path = Path(path)
+    _check_file(path)
     if path.suffix == ".txt":
         return "personachat"
     if path.suffix == ".json":
@@ -218,8 +270,7 @@ def detect_format(path: str | Path) -> str:
 def load_examples(path: str | Path, fmt: str = "auto", **kwargs: Any) -> list[PreferenceExample]:
     """Load ``path`` in format ``fmt`` (``auto`` detects it); raises ``DataFormatError`` with the line."""
     path = Path(path)
-    if not path.exists():
-        raise DpsLensError(f"data file {path} does not exist")
+    _check_file(path)
     if fmt not in FORMATS:
         raise DpsLensError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt

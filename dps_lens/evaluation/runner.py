@@ -1,29 +1,36 @@
 """Run several decoding methods on the same examples; write per-example outputs and a table.
 
 Every method's outputs go to ``<out>/methods/<name>.jsonl`` as soon as it finishes, keyed by the
-model, data, method and settings: rerunning skips the methods already done (a long study that
-is interrupted loses at most the method in progress). ``results.csv`` and ``results.md`` hold
-the table, with bootstrap intervals.
+model, data, method and settings: rerunning skips the methods already done. Within a method,
+every finished batch of inputs is appended (flushed and fsynced) to
+``<out>/methods/<name>.partial.jsonl``, so a run killed mid-method loses at most one batch: the
+same call resumes from the next planned batch, and the batches are those ``generate`` would
+decode (``batch_plan``), so a resumed run's outputs equal an uninterrupted run's.
+``results.csv`` and ``results.md`` hold the table, with bootstrap intervals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.data.example import PreferenceExample, data_hash
-from dps_lens.errors import DpsLensError
+from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.evaluation.coherence import output_nll
 from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
-from dps_lens.steering.generate import generate
+from dps_lens.steering.generate import batch_plan, generate, prompt_token_ids
 from dps_lens.steering.methods import Steering
 
 if TYPE_CHECKING:
@@ -82,13 +89,178 @@ def _key(model: TransformerBridge, data: str, steering: Steering, config: EvalCo
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _read_done(path: Path, key: str) -> list[dict[str, Any]] | None:
+def _read_done(path: Path, key: str, n: int) -> list[dict[str, Any]] | None:
+    """A finished method's rows, or None when absent or written for other settings."""
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         return None
-    if json.loads(meta.read_text()).get("key") != key:
-        return None
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        if json.loads(meta.read_text(encoding="utf-8")).get("key") != key:
+            return None
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise DataFormatError(
+            f"{path} (or {meta.name}) is damaged; delete both to rerun the method"
+        ) from None
+    if len(rows) != n or not all(isinstance(row, dict) for row in rows):
+        raise DataFormatError(
+            f"{path} holds {len(rows)} rows for {n} examples; delete it and {meta.name} to rerun"
+        )
+    return rows
+
+
+ROW_FIELDS = ("index", "user_id", "output", "n_generated", "coherence_nll")
+
+
+def partial_path(path: Path) -> Path:
+    """The checkpoint of an unfinished method: ``<name>.partial.jsonl`` beside ``<name>.jsonl``."""
+    return path.with_name(f"{path.stem}.partial.jsonl")
+
+
+@dataclass
+class _Checkpoint:
+    """Finished batches of one method, appended one JSON line per batch after a header line
+    ``{"key", "batches"}``; each batch line is ``{"batch", "seconds", "rows"}``."""
+
+    path: Path | None
+    key: str
+    plan: list[list[int]]
+    done: dict[int, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
+
+    def load(self) -> None:
+        """Read the finished batches; a damaged last line (a write cut short) is dropped with a
+        warning, a checkpoint of other settings is started over, anything else is an error."""
+        if self.path is None or not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline
+        good_bytes = 0
+        records: list[tuple[int, Any]] = []
+        for line_no, raw in enumerate(complete, 1):
+            try:
+                records.append((line_no, json.loads(raw.decode("utf-8"))))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if line_no < len(complete) or tail:
+                    raise DataFormatError(
+                        f"{self.path}:{line_no}: damaged checkpoint line; delete {self.path} "
+                        "to recompute the method"
+                    ) from None
+                tail = raw
+                break
+            good_bytes += len(raw) + 1
+        if tail:
+            warnings.warn(
+                f"{self.path}: dropping a damaged last line (a write cut short); its batch is "
+                "recomputed",
+                stacklevel=3,
+            )
+            with self.path.open("r+b") as handle:
+                handle.truncate(good_bytes)
+        if not records:
+            return
+        header = records[0][1]
+        if not isinstance(header, dict) or header.get("key") != self.key:
+            warnings.warn(
+                f"{self.path} was written for other settings or data; starting the method over",
+                stacklevel=3,
+            )
+            self.path.unlink()
+            return
+        if header.get("batches") != self.plan:
+            raise DataFormatError(
+                f"{self.path}:1: planned batches differ from this run's; delete {self.path} to "
+                "recompute the method"
+            )
+        for line_no, record in records[1:]:
+            self._accept(line_no, record)
+
+    def _accept(self, line_no: int, record: Any) -> None:
+        where = f"{self.path}:{line_no}"
+        fix = f"delete {self.path} to recompute the method"
+        if not isinstance(record, dict) or not {"batch", "seconds", "rows"} <= set(record):
+            raise DataFormatError(f"{where}: expected a batch record; {fix}")
+        batch, rows = record["batch"], record["rows"]
+        if not isinstance(batch, int) or not 0 <= batch < len(self.plan) or batch in self.done:
+            raise DataFormatError(f"{where}: unknown or repeated batch {batch!r}; {fix}")
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and set(ROW_FIELDS) <= set(row) for row in rows
+        ):
+            raise DataFormatError(f"{where}: rows lack {', '.join(ROW_FIELDS)}; {fix}")
+        if [row["index"] for row in rows] != self.plan[batch]:
+            raise DataFormatError(f"{where}: rows are not the inputs of batch {batch}; {fix}")
+        self.done[batch] = (float(record["seconds"]), rows)
+
+    def append(self, batch: int, seconds: float, rows: list[dict[str, Any]]) -> None:
+        """Record a finished batch; on disk (flushed and fsynced) before this returns."""
+        record = {"batch": batch, "seconds": seconds, "rows": rows}
+        rows = json.loads(json.dumps(rows))  # exactly what a resumed run reads back
+        self.done[batch] = (seconds, rows)
+        if self.path is None:
+            return
+        lines = []
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lines.append(json.dumps({"key": self.key, "batches": self.plan}))
+        lines.append(json.dumps(record))
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def rows(self, n: int) -> list[dict[str, Any]]:
+        """All rows in input order, each with the method's mean seconds per generated token."""
+        by_index = {row["index"]: row for _, rows in self.done.values() for row in rows}
+        seconds = sum(batch_seconds for batch_seconds, _ in self.done.values())
+        per_token = seconds / max(sum(row["n_generated"] for row in by_index.values()), 1)
+        rows = []
+        for i in range(n):
+            row = {k: v for k, v in by_index[i].items() if k != "index"}
+            rows.append({**row, "seconds_per_token": per_token})
+        return rows
+
+
+def _run_batch(
+    model: TransformerBridge,
+    examples: Sequence[PreferenceExample],
+    indices: list[int],
+    steering: Steering,
+    task: str,
+    config: EvalConfig,
+) -> tuple[float, list[dict[str, Any]]]:
+    """Decode one planned batch on its own (``batch_size`` = its size, inputs in plan order)."""
+    weights = steering.weights
+    if weights is not None and weights.dim() == 3:  # per-input maps: this batch's rows
+        steering = dataclasses.replace(steering, weights=weights[indices])
+    chosen = [examples[i] for i in indices]
+    out = generate(
+        model,
+        chosen,
+        steering,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=len(indices),
+        template=config.template,
+        extra_stop_ids=config.extra_stop_ids,
+        max_length=config.max_length,
+    )
+    nll = output_nll(model, out.prompt_ids, out.token_ids)
+    rows = []
+    for j, (i, example) in enumerate(zip(indices, chosen, strict=True)):
+        rows.append(
+            {
+                "index": i,
+                "user_id": example.user_id,
+                "method": steering.name,
+                "output": out.texts[j],
+                "target": example.target,
+                "n_prompt_tokens": len(out.prompt_ids[j]),
+                "n_generated": len(out.token_ids[j]),
+                "stopped": out.stopped[j],
+                "coherence_nll": nll[j],
+                **per_example(task, out.texts[j], example),
+            }
+        )
+    return out.prefill_seconds + out.decode_seconds, rows
 
 
 def _run_method(
@@ -98,37 +270,33 @@ def _run_method(
     task: str,
     config: EvalConfig,
     progress: bool,
+    key: str,
+    checkpoint: Path | None,
 ) -> list[dict[str, Any]]:
-    out = generate(
-        model,
-        examples,
-        steering,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        template=config.template,
-        extra_stop_ids=config.extra_stop_ids,
-        max_length=config.max_length,
-        progress=progress,
-    )
-    nll = output_nll(model, out.prompt_ids, out.token_ids)
-    seconds = out.seconds_per_token
-    rows = []
-    for i, example in enumerate(examples):
-        rows.append(
-            {
-                "user_id": example.user_id,
-                "method": steering.name,
-                "output": out.texts[i],
-                "target": example.target,
-                "n_prompt_tokens": len(out.prompt_ids[i]),
-                "n_generated": len(out.token_ids[i]),
-                "stopped": out.stopped[i],
-                "coherence_nll": nll[i],
-                "seconds_per_token": seconds,
-                **per_example(task, out.texts[i], example),
-            }
+    """Every planned batch not already in ``checkpoint``, appended to it as it finishes."""
+    weights = steering.weights
+    if weights is not None and weights.dim() == 3 and weights.shape[0] != len(examples):
+        raise DpsLensError(
+            f"per-input head weights have {weights.shape[0]} maps for {len(examples)} inputs"
         )
-    return rows
+    prompts = prompt_token_ids(
+        model, examples, steering, config.max_new_tokens, config.template, config.max_length
+    )
+    plan = batch_plan([len(p) for p in prompts], config.batch_size)
+    state = _Checkpoint(checkpoint, key, plan)
+    state.load()
+    done = sum(len(plan[b]) for b in state.done)
+    bar = tqdm(
+        total=len(examples), initial=done, desc=f"evaluate ({steering.name})", disable=not progress
+    )
+    for batch, indices in enumerate(plan):
+        if batch in state.done:
+            continue
+        seconds, rows = _run_batch(model, examples, indices, steering, task, config)
+        state.append(batch, seconds, rows)
+        bar.update(len(indices))
+    bar.close()
+    return state.rows(len(examples))
 
 
 def _summarize(
@@ -170,13 +338,15 @@ def evaluate_methods(
     for name, steering in methods.items():
         key = _key(model, data, steering, config)
         path = Path(out) / "methods" / f"{name}.jsonl" if out is not None else None
-        rows = _read_done(path, key) if path is not None else None
+        rows = _read_done(path, key, len(examples)) if path is not None else None
         if rows is None:
-            rows = _run_method(model, examples, steering, task, config, progress)
-            if path is not None:
+            checkpoint = partial_path(path) if path is not None else None
+            rows = _run_method(model, examples, steering, task, config, progress, key, checkpoint)
+            if path is not None and checkpoint is not None:
                 atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
                 meta = {"key": key, "method": describe(steering)}
                 atomic_write_json(path.with_suffix(".json"), meta)
+                checkpoint.unlink(missing_ok=True)
         results.append(_summarize(name, rows, examples, task, config))
     if out is not None:
         write_tables(results, out)

@@ -26,7 +26,7 @@ from dps_lens._io import atomic_write_json
 from dps_lens.attention_view import AttentionView
 from dps_lens.errors import DpsLensError
 from dps_lens.figures.builders import BUILDERS, VIEW_KINDS, Inputs
-from dps_lens.figures.study import FigureSpec, Study
+from dps_lens.figures.study import FigureSpec, Study, check_file_name
 from dps_lens.plots import write_html
 
 STATIC_FORMATS = ("png", "svg")
@@ -157,6 +157,7 @@ def build_study(
                 f"figure {spec.name!r}: unknown kind {spec.kind!r}; use one of {sorted(BUILDERS)}"
             )
         key = figure_key(study, spec, code_hash)
+        check_file_name(spec.name, f"study {study.name}")  # its files stay in study.out
         files = [study.out / f"{spec.name}.html"]
         if static and spec.kind not in VIEW_KINDS:
             files += [study.out / f"{spec.name}.{suffix}" for suffix in STATIC_FORMATS]

@@ -246,9 +246,36 @@ def _generate_chunk(
     return outputs, stopped, scores_out, prefill_seconds, decode_seconds
 
 
-def generate(
+def _template_of(steering: Steering, template: PromptTemplate | str | None) -> PromptTemplate:
+    return steering.template or (
+        get_template(template) if isinstance(template, str) else template or get_template("history")
+    )
+
+
+def batch_plan(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Input indices in the batches ``generate`` decodes: sorted by prompt length (ties in input
+    order), ``batch_size`` at a time. Decoding a batch's inputs alone, in this order and with
+    ``batch_size=len(batch)``, reproduces the same batch."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def prompt_token_ids(
     model: TransformerBridge,
     inputs: Sequence[str] | Sequence[PreferenceExample],
+    steering: Steering | None = None,
+    max_new_tokens: int = 32,
+    template: PromptTemplate | str | None = None,
+    max_length: int | None = None,
+) -> list[list[int]]:
+    """Every input's prompt tokens exactly as ``generate`` encodes them (for ``batch_plan``)."""
+    chosen = _template_of(steering or plain(), template)
+    return _prompt_ids(model, inputs, chosen, max_new_tokens, False, max_length)
+
+
+def generate(
+    model: TransformerBridge,
+    inputs: str | PreferenceExample | Sequence[str] | Sequence[PreferenceExample],
     steering: Steering | None = None,
     sampling: Sampling | None = None,
     max_new_tokens: int = 32,
@@ -262,7 +289,8 @@ def generate(
 ) -> Generation:
     """Decode a continuation of every input with ``steering`` (default: plain greedy).
 
-    ``inputs`` are prompt strings or ``PreferenceExample``s (rendered with ``template``, default
+    ``inputs`` are prompt strings or ``PreferenceExample``s; a single string (or example) is one
+    prompt, giving a ``Generation`` of one output. Examples are rendered with ``template`` (default
     ``history``; the oldest profile items are dropped if the prompt plus ``max_new_tokens`` would
     exceed ``max_length``, by default the model's context). Decoding stops at an EOS id (of the
     tokenizer and generation config; unless ``stop_at_eos`` is False), at ``extra_stop_ids``, or
@@ -270,37 +298,40 @@ def generate(
     """
     steering = steering or plain()
     sampling = sampling or Sampling()
-    if not inputs:
+    prompts_in: Sequence[str] | Sequence[PreferenceExample]
+    if isinstance(inputs, str):
+        prompts_in = [inputs]  # one prompt, not a sequence of characters
+    elif isinstance(inputs, PreferenceExample):
+        prompts_in = [inputs]
+    else:
+        prompts_in = inputs
+    if not prompts_in:
         raise DpsLensError("generate needs at least one input")
     if max_new_tokens < 1 or batch_size < 1:
         raise DpsLensError("max_new_tokens and batch_size must be at least 1")
-    chosen = steering.template or (
-        get_template(template) if isinstance(template, str) else template or get_template("history")
-    )
-    prompts = _prompt_ids(model, inputs, chosen, max_new_tokens, False, max_length)
+    chosen = _template_of(steering, template)
+    prompts = _prompt_ids(model, prompts_in, chosen, max_new_tokens, False, max_length)
     alt = (
-        _prompt_ids(model, inputs, chosen, max_new_tokens, True, max_length)
+        _prompt_ids(model, prompts_in, chosen, max_new_tokens, True, max_length)
         if steering.contrast == "profile"
         else None
     )
     weights = steering.weights
     if weights is not None:
         weights = weights.float().to(model.cfg.device)
-        if weights.dim() == 3 and weights.shape[0] != len(inputs):
+        if weights.dim() == 3 and weights.shape[0] != len(prompts_in):
             raise DpsLensError(
-                f"per-input head weights have {weights.shape[0]} maps for {len(inputs)} inputs"
+                f"per-input head weights have {weights.shape[0]} maps for {len(prompts_in)} inputs"
             )
     stop_ids = stop_token_ids(model, extra_stop_ids) if stop_at_eos else set(extra_stop_ids)
     generator = sampling.generator(model.cfg.device)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     n = len(prompts)
     token_ids: list[list[int]] = [[] for _ in range(n)]
     stopped = [False] * n
     scores: list[Tensor] = [torch.empty(0)] * n
     prefill = decode = 0.0
     bar = tqdm(total=n, desc=f"generate ({steering.name})", unit="input", disable=not progress)
-    for start in range(0, n, batch_size):
-        rows = order[start : start + batch_size]
+    for rows in batch_plan([len(p) for p in prompts], batch_size):
         chunk_weights = None
         if weights is not None:
             chunk_weights = (

@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from dps_lens.checks import check_float
 from dps_lens.errors import DpsLensError
 
 
@@ -27,10 +28,11 @@ class ContrastRule:
     beta: float | None = None
 
     def __post_init__(self) -> None:
-        if self.gamma < 0 or self.gamma_cap < 0:
-            raise DpsLensError(f"gamma must be >= 0, got gamma={self.gamma}, cap={self.gamma_cap}")
-        if self.beta is not None and not 0.0 < self.beta <= 1.0:
-            raise DpsLensError(f"beta must be within (0, 1], got {self.beta}")
+        check_float("gamma", self.gamma, low=0.0)
+        check_float("gamma_cap", self.gamma_cap, low=0.0)
+        check_float("beta", self.beta, low=0.0, high=1.0, low_open=True)
+        if not isinstance(self.adaptive, bool):
+            raise DpsLensError(f"adaptive must be True or False, got {self.adaptive!r}")
 
     def gammas(self, pref_logprobs: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
         """The contrast strength of every row."""

@@ -8,6 +8,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from dps_lens.checks import check_float
 from dps_lens.errors import DpsLensError
 
 
@@ -21,10 +22,12 @@ class Sampling:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise DpsLensError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise DpsLensError(f"top_p must be within (0, 1], got {self.top_p}")
+        check_float("temperature", self.temperature, low=0.0)
+        check_float("top_p", self.top_p, low=0.0, high=1.0, low_open=True)
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise DpsLensError(f"seed must be an integer or None, got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:
