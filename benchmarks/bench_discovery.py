@@ -1,9 +1,17 @@
-"""Head discovery: the one-forward-per-head loop (as TransformerLens' ``patching`` module runs it)
-against dps_lens' exact layer-skipping scan, attribution patching and the hybrid.
+"""Head discovery: TransformerLens' own patching functions against dps_lens' discovery methods, on
+the same bridge, model and examples.
 
-Each (model, method) runs in a fresh subprocess, so its wall time and peak RSS are its own. The
-parent compares the scores: max |exact − loop|, and Spearman correlation and top-10 overlap of
-attribution and hybrid against exact.
+Methods: ``tl-patch`` (TransformerLens ``generic_activation_patch``: activation ``z``,
+``layer_head_vector_patch_setter``, axes layer × head, ``reduce="none"``, a zero "clean cache",
+one forward per head over the whole batch), ``tl-attribution`` (the gradient of the summed target
+NLL at every ``hook_z`` from TransformerLens' ``cache_activation_and_gradient``, times ``0 − z``
+over the real positions: its ``attribution_patch`` entry point needs a token run of the same
+length as the target, which a zero ablation is not), and ours: ``exact``, ``racing`` (top K),
+``attribution``, ``attribution+graddrop`` and ``hybrid`` (top 20 rescored exactly).
+
+Each (case, method) runs in a fresh subprocess, so its wall time and peak RSS are its own. The
+parent compares the scores with the exact scan: max |value − exact| for the methods that compute
+exact values, Spearman correlation of the head means and recall of the exact top K.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_discovery.py --out benchmarks/results
 """
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,22 +33,54 @@ import torch
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMOLLM2 = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
 LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
-METHODS = ("loop", "exact", "attribution", "hybrid")
+METHODS = (
+    "tl-patch",
+    "exact",
+    "racing",
+    "attribution",
+    "attribution+graddrop",
+    "hybrid",
+    "tl-attribution",
+)
+PEER = "tl-patch"
+EXACT_VALUED = ("tl-patch", "racing", "hybrid")  # values comparable cell by cell with exact
+HYBRID_TOP = 20
+BATCH_SIZE = 16
 
 
-def setup(name: str):
-    """(model, examples, template, max_length) of a benchmark case."""
+@dataclass(frozen=True)
+class Case:
+    """A benchmark case: examples, prompt template, token limit and the top-K size."""
+
+    n_examples: int
+    template: str
+    max_length: int | None
+    k: int
+
+
+CASES = {
+    "organism-planted": Case(64, "history", None, 3),
+    # Byte-level tokens make organism prompts long: the examples are cut to 128 tokens.
+    "gpt2-small-random": Case(8, "history", 128, 10),
+    "smollm2": Case(16, "chat", 192, 10),
+}
+
+
+def case_of(name: str, n_examples: int | None) -> Case:
+    case = CASES[name]
+    if n_examples is None:
+        return case
+    return Case(n_examples, case.template, case.max_length, case.k)
+
+
+def setup(name: str, n_examples: int):
+    """(model, examples) of a benchmark case."""
     from dps_lens.data import load_examples, sample_examples
     from dps_lens.models import load_model
     from dps_lens.organism.world import World
 
     if name == "organism-planted":
-        return (
-            load_model(name),
-            World().split_examples("discovery", 16, queries_per_user=1),
-            "history",
-            None,
-        )
+        return load_model(name), World().split_examples("discovery", n_examples, queries_per_user=1)
     if name == "gpt2-small-random":
         from dps_lens.tiny import TinyModelConfig, build_tiny_model, cache_root
 
@@ -47,51 +88,101 @@ def setup(name: str):
         if not (directory / "config.json").exists():
             shape = dict(n_layers=12, n_heads=12, n_kv_heads=12, d_model=768, d_mlp=3072)
             build_tiny_model(TinyModelConfig("gpt2", **shape), directory)
-        # Byte-level tokens make organism prompts long: 4 examples cut to 128 tokens.
-        examples = World().split_examples("discovery", 4, queries_per_user=1)
-        return load_model(str(directory)), examples, "history", 128
-    # 8 examples at <= 256 tokens keep the loop (270 forwards) within ~10 minutes on 2 CPU cores.
-    examples = sample_examples(load_examples(LAMP7), 8, seed=0)
-    return load_model(str(SMOLLM2)), examples, "chat", 256
+        examples = World().split_examples("discovery", n_examples, queries_per_user=1)
+        return load_model(str(directory)), examples
+    examples = sample_examples(load_examples(LAMP7), n_examples, seed=0)
+    return load_model(str(SMOLLM2)), examples
 
 
-def loop_scores(model, examples, template: str, max_length: int | None) -> torch.Tensor:
-    """One forward per head over all examples, full logits: the TransformerLens patching loop."""
+def encode(model, examples, case: Case):
     from dps_lens.data import collate, encoder_for, get_template
     from dps_lens.data.encoding import pad_id_of
-    from dps_lens.scoring import target_nll
 
-    encoded = encoder_for(model, get_template(template), max_length).encode_many(examples)
-    batch = collate(encoded, pad_id_of(model.tokenizer))
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    out = torch.zeros(len(examples), n_layers, n_heads)
+    encoded = encoder_for(model, get_template(case.template), case.max_length).encode_many(examples)
+    return encoded, collate(encoded, pad_id_of(model.tokenizer))
+
+
+def nll_metric(batch):
+    """Per-example target NLL from full logits (read at the label positions)."""
+    from dps_lens.scoring.loss import label_positions, target_nll
+
+    positions = label_positions(batch)
+    return lambda logits: target_nll(logits[:, positions], batch, positions)
+
+
+def z_names(model) -> list[str]:
+    return [f"blocks.{layer}.attn.hook_z" for layer in range(int(model.cfg.n_layers))]
+
+
+def tl_patch_scores(model, examples, case: Case) -> torch.Tensor:
+    """TransformerLens ``generic_activation_patch`` with a zero cache, minus the clean NLL."""
+    from transformer_lens.patching import generic_activation_patch, layer_head_vector_patch_setter
+
+    _, batch = encode(model, examples, case)
+    shape = (*batch.tokens.shape, int(model.cfg.n_heads), int(model.cfg.d_head))
+    zeros = {name: torch.zeros(shape, dtype=model.cfg.dtype) for name in z_names(model)}
+    metric = nll_metric(batch)
     with torch.no_grad():
-        clean = target_nll(model(batch.tokens), batch)
-        for layer in range(n_layers):
-            for head in range(n_heads):
-
-                def zero(z, hook, head=head):
-                    z[:, :, head] = 0.0
-                    return z
-
-                logits = model.run_with_hooks(
-                    batch.tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero)]
-                )
-                out[:, layer, head] = target_nll(logits, batch) - clean
-    return out
+        clean = metric(model(batch.tokens))
+        result = generic_activation_patch(
+            model, batch.tokens, zeros, metric, layer_head_vector_patch_setter, "z",
+            index_axis_names=("layer", "head"), reduce="none",
+        )  # fmt: skip
+    return result.values.permute(2, 0, 1).cpu() - clean[:, None, None].cpu()
 
 
-def run_one(name: str, method: str, out: Path) -> None:
+def tl_attribution_scores(model, examples, case: Case) -> torch.Tensor:
+    """``Σ_pos (0 − z)·∂L/∂z`` with TransformerLens' gradient cache, batches of ``BATCH_SIZE``."""
+    from transformer_lens.tools.analysis.attribution_patching import (
+        cache_activation_and_gradient,
+    )
+
+    from dps_lens.data import collate
+    from dps_lens.data.encoding import pad_id_of, real_token_mask
+
+    encoded, _ = encode(model, examples, case)
+    out = []
+    for start in range(0, len(encoded), BATCH_SIZE):
+        chunk = encoded[start : start + BATCH_SIZE]
+        batch = collate(chunk, pad_id_of(model.tokenizer))
+        metric = nll_metric(batch)
+        # The default node set: with hook_z alone its gradients come back None on a bridge.
+        cache = cache_activation_and_gradient(
+            model, batch.tokens, lambda lg, metric=metric: metric(lg).sum()
+        )
+        real = real_token_mask(chunk)[:, :, None, None].to(model.cfg.dtype)
+        out.append(
+            torch.stack(
+                [
+                    (-cache.activations[name] * cache.gradients[name] * real).sum(dim=(1, 3))
+                    for name in z_names(model)
+                ],
+                dim=1,
+            )
+        )
+    return torch.cat(out).float().cpu()
+
+
+def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     """Child process: time one method on one case, save its per-example scores."""
     from dps_lens.scoring import ScanConfig, score_heads
 
-    model, examples, template, max_length = setup(name)
+    case = case_of(name, n_examples)
+    model, examples = setup(name, case.n_examples)
     started = time.perf_counter()
-    if method == "loop":
-        scores = loop_scores(model, examples, template, max_length)
+    if method == "tl-patch":
+        scores = tl_patch_scores(model, examples, case)
+    elif method == "tl-attribution":
+        scores = tl_attribution_scores(model, examples, case)
     else:
         config = ScanConfig(
-            method=method, batch_size=16, template=template, max_length=max_length, hybrid_top=20
+            method=method.removesuffix("+graddrop"),
+            graddrop=method.endswith("+graddrop"),
+            batch_size=BATCH_SIZE,
+            template=case.template,
+            max_length=case.max_length,
+            hybrid_top=HYBRID_TOP,
+            k=case.k,
         )
         scores = score_heads(model, examples, config, progress=False).per_example
     seconds = time.perf_counter() - started
@@ -112,19 +203,46 @@ def top(mean: torch.Tensor, k: int) -> set[int]:
     )
 
 
+def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
+    """Agreement of one method's per-example scores with the exact scan's (TransformerLens'
+    attribution: its values against our attribution's, the same estimate)."""
+    values, exact = scores[method], scores["exact"]
+    mean, reference = values.nanmean(0), exact.mean(0)
+    scored = ~torch.isnan(mean)
+    cells = ~torch.isnan(values)
+    same = {m: "exact" for m in EXACT_VALUED} | {"tl-attribution": "attribution"}
+    against = same.get(method) if same.get(method) in scores else None
+    return {
+        "evaluations": int(cells.sum()) if method in (*EXACT_VALUED, "exact") else 0,
+        "diff_reference": against,
+        "max_abs_diff": float((values - scores[against])[cells].abs().max())
+        if against is not None
+        else None,
+        "spearman_vs_exact": spearman(mean[scored], reference[scored])
+        if int(scored.sum()) > 2
+        else None,
+        "recall_vs_exact": len(top(mean, k) & top(reference, k)) / k,
+    }
+
+
 def markdown(rows: list[dict]) -> str:
     """The results table of ``discovery-<tag>.md``, from the rows of ``discovery-<tag>.json``."""
     lines = [
-        "| case | method | wall (s) | × faster than loop | peak RSS (MB) | max abs diff vs loop "
-        "| Spearman vs exact | top-10 overlap with exact |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | method | wall (s) | × faster than tl-patch | peak RSS (MB) "
+        "| ablated head × example evaluations | max abs diff vs exact | Spearman vs exact "
+        "| recall of exact top-K |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        diff = f"{r['max_abs_diff_vs_loop']:.1e}" if r["max_abs_diff_vs_loop"] is not None else ""
+        diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+        if r["diff_reference"] not in (None, "exact"):
+            diff += f" (vs {r['diff_reference']})"
         rho = f"{r['spearman_vs_exact']:.3f}" if r["spearman_vs_exact"] is not None else ""
+        case = f"{r['case']} ({r['n_examples']} ex, K={r['k']})"
         lines.append(
-            f"| {r['case']} | {r['method']} | {r['seconds']:.1f} | {r['speedup_vs_loop']:.1f} | "
-            f"{r['peak_rss_mb']:.0f} | {diff} | {rho} | {r['top10_overlap_vs_exact']}/10 |"
+            f"| {case} | {r['method']} | {r['seconds']:.1f} | {r['speedup_vs_peer']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['evaluations']} | {diff} | {rho} | "
+            f"{round(r['recall_vs_exact'] * r['k'])}/{r['k']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -133,40 +251,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cases", default="organism-planted,gpt2-small-random,smollm2")
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--n-examples", type=int, default=None,
+        help="examples per case (default: 64 organism, 8 random GPT-2, 16 SmolLM2)",
+    )  # fmt: skip
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        run_one(args.one[0], args.one[1], Path(args.one[2]))
+        run_one(args.one[0], args.one[1], int(args.one[2]), Path(args.one[3]))
         return
+    methods = args.methods.split(",")
+    if PEER not in methods or "exact" not in methods:
+        parser.error(f"--methods must include {PEER} and exact (the references)")
     cases = [c for c in args.cases.split(",") if c != "smollm2" or SMOLLM2.exists()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in cases:
+        for name in cases:
+            case = case_of(name, args.n_examples)
             measured = {}
-            for method in METHODS:
+            for method in methods:
                 done = subprocess.run(
-                    [sys.executable, __file__, "--one", case, method, tmp],
+                    [sys.executable, __file__, "--one", name, method, str(case.n_examples), tmp],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 measured[method] = json.loads(done.stdout.strip().splitlines()[-1])
-                print(f"{case:>18} {method:>12}: {measured[method]['seconds']:8.1f} s, "
+                print(f"{name:>18} {method:>20}: {measured[method]['seconds']:8.1f} s, "
                       f"{measured[method]['peak_rss_mb']:7.0f} MB peak RSS", flush=True)  # fmt: skip
-            scores = {m: torch.load(Path(tmp) / f"{case}-{m}.pt") for m in METHODS}
-            exact, loop = scores["exact"], scores["loop"]
-            for method in METHODS:
-                mean = scores[method].mean(0)
-                scored = ~torch.isnan(mean)
+            scores = {m: torch.load(Path(tmp) / f"{name}-{m}.pt") for m in methods}
+            for method in methods:
                 rows.append(
                     {
-                        "case": case,
+                        "case": name,
+                        "n_examples": case.n_examples,
+                        "max_length": case.max_length,
+                        "k": case.k,
                         "method": method,
                         **measured[method],
-                        "speedup_vs_loop": measured["loop"]["seconds"] / measured[method]["seconds"],
-                        "max_abs_diff_vs_loop": float((scores[method] - loop).abs().nan_to_num(0).max())
-                        if method == "exact" else None,
-                        "spearman_vs_exact": spearman(mean[scored], exact.mean(0)[scored])
-                        if method == "attribution" else None,
-                        "top10_overlap_vs_exact": len(top(mean, 10) & top(exact.mean(0), 10)),
+                        "speedup_vs_peer": measured[PEER]["seconds"] / measured[method]["seconds"],
+                        **compare(method, scores, case.k),
                     }
                 )  # fmt: skip
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
