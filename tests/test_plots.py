@@ -153,17 +153,17 @@ def test_specificity_scatter_plots_pcs_with_against_without_profile(tmp_path) ->
     ids, config = [ExampleRef(i, "u") for i in range(8)], {"n_bootstrap": 50}
     scores = HeadScores(per_example, torch.zeros(8), "m", "h", ids, config, no_profile=no_profile)
     assert scores.summary_no_profile is not None and scores.summary_delta is not None
-    figure = plots.specificity_scatter(scores, k=1).to_dict()
-    others, top, diagonal = figure["data"]
-    assert list(top["text"]) == ["L1H2"] and len(others["x"]) == 11
-    np.testing.assert_allclose(top["x"], [float(scores.mean[1, 2])])
-    np.testing.assert_allclose(top["y"], [float(scores.summary_no_profile.mean[1, 2])])
-    assert top["customdata"][0][1] == pytest.approx(float(scores.summary_delta.mean[1, 2]))
+    figure = plots.specificity_scatter(scores, k=1)
+    others, top, diagonal = figure.data
+    assert list(top.text) == ["L1H2"] and len(others.x) == 11
+    np.testing.assert_allclose(top.x, [float(scores.mean[1, 2])])
+    np.testing.assert_allclose(top.y, [float(scores.summary_no_profile.mean[1, 2])])
+    assert top.customdata[0][1] == pytest.approx(float(scores.summary_delta.mean[1, 2]))
     high = float(scores.ci_high[1, 2] - scores.mean[1, 2])
-    assert top["error_x"]["array"][0] == pytest.approx(high)
-    assert diagonal["line"]["dash"] == "dash" and list(diagonal["x"]) == list(diagonal["y"])
-    assert "with the profile" in figure["layout"]["xaxis"]["title"]["text"]
-    assert "without the profile" in figure["layout"]["yaxis"]["title"]["text"]
+    assert top.error_x.array[0] == pytest.approx(high)
+    assert diagonal.line.dash == "dash" and list(diagonal.x) == list(diagonal.y)
+    assert "with the profile" in figure.layout.xaxis.title.text
+    assert "without the profile" in figure.layout.yaxis.title.text
     with pytest.raises(DpsLensError, match="no-profile"):
         plots.specificity_scatter(HeadScores(per_example, torch.zeros(8), "m", "h", ids, config))
 
@@ -171,4 +171,4 @@ def test_specificity_scatter_plots_pcs_with_against_without_profile(tmp_path) ->
     spec = FigureSpec(name="s", kind="specificity", options={"scores": "scan", "k": 1})
     study = Study("s", "s", tmp_path, tmp_path, {"scan": tmp_path / "scan"}, [spec])
     built = BUILDERS["specificity"](Inputs(study), spec)
-    assert isinstance(built, go.Figure) and list(built.to_dict()["data"][1]["text"]) == ["L1H2"]
+    assert isinstance(built, go.Figure) and list(built.data[1].text) == ["L1H2"]
