@@ -12,6 +12,7 @@ from scipy import stats
 from dps_lens.cli import main
 from dps_lens.data import write_jsonl
 from dps_lens.organism.world import World
+from dps_lens.plots import pcs_heatmap
 from dps_lens.scoring import ScanConfig, score_heads
 from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
 from dps_lens.scoring.racing import bounds, decide, race_rounds
@@ -96,6 +97,10 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
         out_rows = [row for row in rows if row["status"] == "out"]
         assert out_rows and all(row["n"] < len(discovery) for row in out_rows)
         assert rows[-len(out_rows) :] == out_rows
+        heatmap = pcs_heatmap(race).data[0]  # hover: each head's own n and its status
+        first_out = out_rows[0]
+        assert heatmap.text[first_out["layer"]][first_out["head"]] == ", out"
+        assert heatmap.customdata[first_out["layer"]][first_out["head"]][3] == first_out["n"]
 
 
 def test_racing_resumes_after_an_interruption(planted, discovery, tmp_path, monkeypatch):

@@ -13,11 +13,11 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from dps_lens.plots.style import DIVERGING, SEQUENTIAL, styled
-from dps_lens.scoring.head_scores import HeadScores
+from dps_lens.scoring.head_scores import STATUS_NAMES, HeadScores
 
 _HOVER = (
     "layer %{y}, head %{x}<br>PCS %{z:.4f} nats<br>95% CI [%{customdata[0]:.4f}, "
-    "%{customdata[1]:.4f}]<br>s.e. %{customdata[2]:.4f}, n = %{customdata[3]}<extra></extra>"
+    "%{customdata[1]:.4f}]<br>s.e. %{customdata[2]:.4f}, n = %{customdata[3]}%{text}<extra></extra>"
 )
 
 
@@ -33,13 +33,20 @@ def _integer_ticks(figure: go.Figure, n_layers: int, n_heads: int) -> None:
 
 
 def _heatmap(scores: HeadScores, limit: float, show_scale: bool) -> go.Heatmap:
-    n = np.full(scores.mean.shape, scores.n_examples)
-    custom = np.stack(
-        [scores.ci_low.numpy(), scores.ci_high.numpy(), scores.stderr.numpy(), n], axis=-1
+    """The heatmap trace; hover: CI, s.e., the head's own n and (racing) its status."""
+    status = (
+        np.vectorize(lambda code: f", {STATUS_NAMES.get(int(code), 'not raced')}")(
+            scores.status.numpy()
+        )
+        if scores.status is not None
+        else np.full(scores.mean.shape, "")
     )
+    numbers = [scores.ci_low, scores.ci_high, scores.stderr, scores.summary.n.float()]
+    custom = np.stack([values.numpy() for values in numbers], axis=-1)
     return go.Heatmap(
         z=scores.mean.numpy(),
         customdata=custom,
+        text=status,
         zmid=0.0,
         zmin=-limit,
         zmax=limit,
