@@ -7,7 +7,14 @@ fast; torch and TransformerLens load on first use of a name that needs them.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
+    from dps_lens.data import PreferenceExample, load_examples, split_by_user
+    from dps_lens.errors import DpsLensError
+    from dps_lens.interventions import HeadMask, ablate_heads
+    from dps_lens.models import load_model, model_info
+    from dps_lens.scoring import HeadScores, ScanConfig, score_heads
 
 __version__ = "0.1.0"
 
@@ -25,7 +32,20 @@ _EXPORTS = {
     "DpsLensError": "dps_lens.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022 (the order of _EXPORTS)
+    "__version__",
+    "load_model",
+    "model_info",
+    "PreferenceExample",
+    "load_examples",
+    "split_by_user",
+    "HeadMask",
+    "ablate_heads",
+    "HeadScores",
+    "ScanConfig",
+    "score_heads",
+    "DpsLensError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ import dps_lens
 
 
 def test_public_api_resolves_lazily():
+    assert dps_lens.__all__ == ["__version__", *dps_lens._EXPORTS]  # one list, in one order
     for name in dps_lens.__all__:
         assert getattr(dps_lens, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
