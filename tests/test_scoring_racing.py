@@ -31,9 +31,10 @@ def full(planted, discovery):
     return score_heads(planted, discovery, ScanConfig(batch_size=64), progress=False)
 
 
-def test_rounds_are_a_seeded_partition_of_the_examples():
+def test_rounds_are_a_seeded_partition_doubling_the_examples_seen():
     rounds = race_rounds(21, 8, seed=3)
     assert [len(r) for r in rounds] == [8, 8, 5]
+    assert [len(r) for r in race_rounds(64, 8, seed=0)] == [8, 8, 16, 32]
     assert sorted(i for r in rounds for i in r) == list(range(21))
     assert rounds == race_rounds(21, 8, seed=3) != race_rounds(21, 8, seed=4)
 
@@ -79,14 +80,14 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
     contenders = [tuple(h) for h in torch.nonzero(race.status != OUT).tolist()]
     for layer, head in contenders:
         torch.testing.assert_close(
-            race.per_example[:, layer, head], full.per_example[:, layer, head], atol=1e-6, rtol=0
+            race.per_example[:, layer, head], full.per_example[:, layer, head], atol=1e-5, rtol=0
         )
         assert float(race.mean[layer, head]) == pytest.approx(
             float(full.mean[layer, head]), abs=1e-6
         )
     scored = ~torch.isnan(race.per_example)
     torch.testing.assert_close(
-        race.per_example[scored], full.per_example[scored], atol=1e-6, rtol=0
+        race.per_example[scored], full.per_example[scored], atol=1e-5, rtol=0
     )
     rows = race.ranked()
     assert {row["status"] for row in rows[:3]} <= {"in", "undecided"}
@@ -95,7 +96,7 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
     ):  # a loose error rate decides heads early: fewer evaluations, out heads ranked last
         assert int(scored.sum()) < scored.numel()
         out_rows = [row for row in rows if row["status"] == "out"]
-        assert out_rows and all(row["n"] < len(discovery) for row in out_rows)
+        assert out_rows and any(row["n"] < len(discovery) for row in out_rows)
         assert rows[-len(out_rows) :] == out_rows
         heatmap = pcs_heatmap(race).data[0]  # hover: each head's own n and its status
         first_out = out_rows[0]

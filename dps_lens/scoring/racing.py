@@ -1,6 +1,7 @@
 """Racing: the exact top-K heads from fewer head-example evaluations.
 
-Examples come in seeded rounds of ``round_size``. Every head still *undecided* is scored exactly
+Examples come in seeded rounds that double the examples seen (``round_size``, ``round_size``,
+``2·round_size``, ...). Every head still *undecided* is scored exactly
 on each new round; then each head gets a confidence interval of its mean over the examples it was
 scored on. A head whose upper bound is below the K-th largest lower bound is *out*; one whose lower
 bound is above the (K+1)-th largest upper bound is *in*. Rounds stop when every head is decided or
@@ -33,10 +34,17 @@ from dps_lens.scoring.scan import ScanState, Work, register_scan_method
 
 
 def race_rounds(n_examples: int, round_size: int, seed: int) -> list[list[int]]:
-    """A seeded order of the examples, cut into rounds of ``round_size`` (the last may be smaller)."""
+    """A seeded order of the examples, cut into rounds that double the examples seen: the first
+    two rounds have ``round_size`` examples, each later one as many as all before it (the last
+    may be smaller). ``R = ⌈log2(n / round_size)⌉ + 1`` rounds, so few looks at the data."""
     order = list(range(n_examples))
     random.Random(seed).shuffle(order)
-    return [order[s : s + round_size] for s in range(0, n_examples, round_size)]
+    rounds, start = [], 0
+    while start < n_examples:
+        size = max(round_size, start)
+        rounds.append(order[start : start + size])
+        start += size
+    return rounds
 
 
 def ranked_values(state: ScanState) -> Float[Tensor, "n_examples n_layers n_heads"]:

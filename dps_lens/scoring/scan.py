@@ -82,7 +82,9 @@ class ScanConfig:
     )
     k: int = 10  # size of the top-K head set (racing decides membership of this set)
     delta: float = 0.05  # racing: probability that some in/out decision is wrong
-    round_size: int = 8  # racing: examples added per round
+    round_size: int = (
+        8  # racing: examples of the first round (later rounds double the examples seen)
+    )
 
     def __post_init__(self) -> None:
         get_ablation(self.mode)  # raises, naming the registered modes
