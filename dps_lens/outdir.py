@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from dps_lens import distributed
 from dps_lens.errors import DpsLensError
 
 LOCK_FILE = ".dps-lens.lock"
@@ -51,9 +52,15 @@ def _owner(path: Path) -> str:
 
 @contextlib.contextmanager
 def claim_output(path: str | Path) -> Iterator[Path]:
-    """Check ``path`` and hold its lock for the block; one ``DpsLensError`` line if either fails."""
+    """Check ``path`` and hold its lock for the block; one ``DpsLensError`` line if either fails.
+    Under torchrun rank 0 holds the lock for all ranks."""
     path = Path(path)
     check_writable_dir(path)
+    ranks = distributed.current()
+    if not ranks.is_main:
+        ranks.barrier()  # until rank 0 holds the lock
+        yield path
+        return
     lock = FileLock(path / LOCK_FILE, timeout=0)
     try:
         lock.acquire()
@@ -73,6 +80,7 @@ def claim_output(path: str | Path) -> Iterator[Path]:
             ),
             encoding="utf-8",
         )
+        ranks.barrier()
         yield path
     finally:
         (path / OWNER_FILE).unlink(missing_ok=True)

@@ -10,7 +10,9 @@ from tests.helpers import discover_args
 def test_discover_writes_scores_reports_and_heatmap(examples_jsonl, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(
-        discover_args("tiny-gpt2", examples_jsonl, out, "--k", "3", "--n", "4", "--mode", "mean")
+        discover_args(
+            "tiny-gpt2", examples_jsonl, out, "--k", "3", "--n-examples", "4", "--mode", "mean"
+        )
     )
     assert code == 0
     for name in (
@@ -40,7 +42,7 @@ def test_discover_layers_subset(examples_jsonl, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--n", "99"], "larger than the 6 examples"),
+        (["--n-examples", "99"], "larger than the 6 examples"),
         (["--layers", "5"], "out of range"),
         (["--model", "./missing-model"], "does not exist"),
         (["--max-length", "100000"], "exceeds the model's context"),
@@ -112,7 +114,9 @@ def test_organism_train_is_seeded_and_writes_a_loadable_card(tmp_path, capsys):
 
 def test_steer_with_discovered_heads_and_a_prompt(examples_jsonl, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(discover_args("tiny-llama", examples_jsonl, run, "--k", "2", "--n", "2")) == 0
+    assert (
+        main(discover_args("tiny-llama", examples_jsonl, run, "--k", "2", "--n-examples", "2")) == 0
+    )
     out = tmp_path / "steered.jsonl"
     args = ["steer", "--model", "tiny-llama", "--heads", str(run), "--k", "2", "--prompt", "Hi",
             "--prompt", "Which pet?", "--max-new-tokens", "4", "--compare", "--out", str(out)]  # fmt: skip

@@ -44,7 +44,8 @@ def truncated_gguf(tmp_path: Path) -> str:
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--mode", "nonsense"), "unknown mask mode"),
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--method", "nonsense"), "unknown method"),
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--by", "cluster", "--clusters", "x"), "--clusters"),
-        (lambda d, t: discover_args("tiny-llama", d, t / "run", "--n", "0"), "--n must be a positive"),
+        (lambda d, t: discover_args("tiny-llama", d, t / "run", "--n-examples", "0"),
+         "--n-examples must be a positive"),
         (lambda d, t: discover_args("tiny-llama", d, t / "run", "--by", "cluster", "--encoder", str(t / "none")),
          "profile encoder"),
         (lambda d, t: ["steer", "--model", "tiny-llama", "--prompt", "Hi", "--method", "cad", "--alpha", "nan"],
@@ -82,7 +83,9 @@ def test_a_second_run_on_the_same_output_refuses_naming_the_holder(
     finally:
         holder.kill()
         holder.wait()
-    assert main(discover_args("tiny-llama", examples_jsonl, out, "--n", "2")) == 0  # free again
+    assert (
+        main(discover_args("tiny-llama", examples_jsonl, out, "--n-examples", "2")) == 0
+    )  # free again
 
 
 def test_the_lock_is_released_after_a_failed_run(tmp_path):
@@ -97,7 +100,7 @@ def test_a_k_larger_than_the_heads_scored_is_reported(examples_jsonl, tmp_path, 
     assert (
         main(
             discover_args(
-                "tiny-llama", examples_jsonl, out, "--layers", "1", "--k", "9", "--n", "2"
+                "tiny-llama", examples_jsonl, out, "--layers", "1", "--k", "9", "--n-examples", "2"
             )
         )
         == 0

@@ -110,7 +110,15 @@ def test_toys_run_through_the_cli(toys, tmp_path, examples_jsonl, capsys):
     assert (
         main(
             discover_args(
-                "tiny-llama", examples_jsonl, run, "--mode", "negate", "--k", "2", "--n", "2"
+                "tiny-llama",
+                examples_jsonl,
+                run,
+                "--mode",
+                "negate",
+                "--k",
+                "2",
+                "--n-examples",
+                "2",
             )
         )
         == 0

@@ -174,11 +174,11 @@ def test_cli_discover_by_cluster_then_steer_and_evaluate_with_routing(tmp_path, 
     assert (
         len(json.loads((tmp_path / "users" / "users" / "groups.json").read_text())["groups"]) == 12
     )
-    steer = ["steer", "--model", "organism-groups", "--data", str(data), "--n", "4", "--heads", str(out),
+    steer = ["steer", "--model", "organism-groups", "--data", str(data), "--n-examples", "4", "--heads", str(out),
              "--method", "cluster_dps_soft", "--tau", "0.1", "--max-new-tokens", "3"]  # fmt: skip
     assert main(steer) == 0
     assert "cluster_dps_soft" in capsys.readouterr().out
-    evaluate = ["evaluate", "--model", "organism-groups", "--data", str(data), "--users", "all", "--n", "6",
+    evaluate = ["evaluate", "--model", "organism-groups", "--data", str(data), "--users", "all", "--n-examples", "6",
                 "--heads", str(out), "--methods", "plain,dps,cluster_dps_hard,cluster_dps_soft",
                 "--max-new-tokens", "3", "--out", str(tmp_path / "eval"), "--no-progress"]  # fmt: skip
     assert main(evaluate) == 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from dps_lens import distributed
 from dps_lens.cli import demo, discover, evaluate, fetch, figures, info, organism, steer, study  # noqa: F401  (register)
-from dps_lens.cli.command import COMMANDS, build_parser
+from dps_lens.cli.command import COMMANDS, Command, build_parser
 from dps_lens.errors import DpsLensError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -23,7 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dps-lens`` with ``argv`` (default: the process arguments); the exit status."""
     try:
         namespace = build_parser(DESCRIPTION).parse_args(argv)
-        namespace._command.run(namespace.config, namespace)
+        spec: Command = namespace._command
+        if distributed.launched_by_torchrun():
+            if not spec.data_parallel:
+                parallel = [" ".join(c.path) for c in COMMANDS.values() if c.data_parallel]
+                raise DpsLensError(
+                    f"dps-lens {' '.join(spec.path)} runs as one process, not under torchrun "
+                    f"(data-parallel commands: {', '.join(parallel)})"
+                )
+            distributed.init_from_env(getattr(namespace.config, "device", "auto"))
+        spec.run(namespace.config, namespace)
     except DpsLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -33,4 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        distributed.shutdown()
     return 0

@@ -16,13 +16,15 @@ RunCommand = Callable[[Any, argparse.Namespace], None]
 @dataclass(frozen=True)
 class Command:
     """``dps-lens <path...>``: ``config`` is parsed from the flags and passed to ``run``.
-    ``extend`` may add flags that are not fields of ``config`` (e.g. registry-derived ones)."""
+    ``extend`` may add flags that are not fields of ``config`` (e.g. registry-derived ones).
+    ``data_parallel``: the command shares its work across ranks when launched by torchrun."""
 
     path: tuple[str, ...]
     help: str
     config: type
     run: RunCommand
     extend: Callable[[simple_parsing.ArgumentParser], None] | None = None
+    data_parallel: bool = False
 
 
 COMMANDS: dict[tuple[str, ...], Command] = {}
@@ -33,12 +35,13 @@ def command(
     config: type,
     help: str,
     extend: Callable[[simple_parsing.ArgumentParser], None] | None = None,
+    data_parallel: bool = False,
 ) -> Callable[[RunCommand], RunCommand]:
     """Decorator registering ``run(config, namespace)`` as ``dps-lens <path>``, its flags generated
     from the dataclass ``config``."""
 
     def register(run: RunCommand) -> RunCommand:
-        COMMANDS[path] = Command(path, help, config, run, extend)
+        COMMANDS[path] = Command(path, help, config, run, extend, data_parallel)
         return run
 
     return register

@@ -10,6 +10,7 @@ from typing import Literal
 
 from simple_parsing import flag
 
+from dps_lens import distributed
 from dps_lens.cli.command import command
 from dps_lens.cli.options import DataOptions, ModelOptions
 from dps_lens.errors import DpsLensError
@@ -60,6 +61,7 @@ class DiscoverConfig(ModelOptions, DataOptions, ScanConfig):
 
 @command(
     "discover",
+    data_parallel=True,
     help="score every attention head (exact PCS or a faster estimate)",
     config=DiscoverConfig,
 )
@@ -87,6 +89,8 @@ def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:
             checkpoint_dir=config.out / "checkpoint",
             progress=config.progress,
         )
+        if not distributed.current().is_main:  # under torchrun, rank 0 writes the results
+            return
         scores.save(config.out)
         k = min(config.k, len(scores.ranked()))
         if k < config.k:

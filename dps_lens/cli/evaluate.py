@@ -39,6 +39,7 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
 
 @command(
     "evaluate",
+    data_parallel=True,
     help="compare decoding methods on held-out users (table + outputs)",
     extend=_extend,
     config=EvaluateConfig,

@@ -65,11 +65,20 @@ class ModelOptions:
     offload_folder: Path | None = None  # with --device-map: where "disk" modules are offloaded
 
     def load(self) -> "TransformerBridge":
+        from dps_lens import distributed
         from dps_lens.models import load_model
 
+        device = self.device
+        if distributed.current().is_distributed:  # one device per rank
+            if self.device_map is not None:
+                raise DpsLensError(
+                    "--device-map splits one model over devices; under torchrun every rank "
+                    "holds a whole model: drop --device-map, or run one process with it"
+                )
+            device = distributed.rank_device(device)
         return load_model(
             self.model,
-            device=self.device,
+            device=device,
             dtype=self.dtype,
             device_map=_device_map(self.device_map),
             n_devices=self.n_devices,
@@ -82,7 +91,7 @@ class ModelOptions:
 class DataOptions:
     data: Path | None = None  # data file (LaMP JSON/JSONL, PersonaChat txt, JSONL)
     format: str = "auto"  # auto, jsonl, lamp-dps, lamp or personachat
-    n: int | None = None  # number of examples, sampled with --seed (default all)
+    n_examples: int | None = None  # number of examples, sampled with --seed (default all)
     seed: int = 0  # seed of sampling and random draws
     # all users, or one side of a seeded user-disjoint split
     users: Literal["all", "discovery", "evaluation"] = "all"
@@ -90,12 +99,12 @@ class DataOptions:
     split_seed: int = 0  # seed of the user split
 
     def __post_init__(self) -> None:
-        check_positive("--n", self.n)
+        check_positive("--n-examples", self.n_examples)
         check_float("--discovery-fraction", self.discovery_fraction, low=0, high=1, low_open=True)
         _next_post_init(self, DataOptions)
 
     def examples(self) -> list[PreferenceExample]:
-        """The examples of ``data``, restricted to ``users``, then ``n`` sampled with ``seed``."""
+        """The examples of ``data``, restricted to ``users``, then ``n_examples`` sampled with ``seed``."""
         assert self.data is not None
         examples = load_examples(self.data, self.format)
         if self.users != "all":
@@ -103,7 +112,7 @@ class DataOptions:
                 examples, self.discovery_fraction, seed=self.split_seed
             )
             examples = evaluation if self.users == "evaluation" else discovery
-        return sample_examples(examples, self.n, seed=self.seed)
+        return sample_examples(examples, self.n_examples, seed=self.seed)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,12 @@ class StudyConfig:
         check_positive("--evaluation-users", self.evaluation_users)
 
 
-@command("study", help="run a packaged study and write its tables", config=StudyConfig)
+@command(
+    "study",
+    help="run a packaged study and write its tables",
+    config=StudyConfig,
+    data_parallel=True,
+)
 def run(config: StudyConfig, namespace: argparse.Namespace) -> None:
     if config.name == "organism-clusters":
         from dps_lens.studies.organism_clusters import run_cluster_study as run_study

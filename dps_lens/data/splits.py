@@ -33,10 +33,11 @@ def sample_examples(
     if n is None:
         return list(examples)
     if n <= 0:
-        raise DpsLensError(f"--n must be positive, got {n}")
+        raise DpsLensError(f"--n-examples must be positive, got {n}")
     if n > len(examples):
         raise DpsLensError(
-            f"--n {n} is larger than the {len(examples)} examples in the data; use --n {len(examples)} or less"
+            f"--n-examples {n} is larger than the {len(examples)} examples in the data; "
+            f"use --n-examples {len(examples)} or less"
         )
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from dps_lens import distributed
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.errors import DataFormatError, DpsLensError
@@ -127,9 +128,10 @@ class _Checkpoint:
     plan: list[list[int]]
     done: dict[int, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
 
-    def load(self) -> None:
+    def load(self, repair: bool = True) -> None:
         """Read the finished batches; a damaged last line (a write cut short) is dropped with a
-        warning, a checkpoint of other settings is started over, anything else is an error."""
+        warning, a checkpoint of other settings is started over, anything else is an error.
+        ``repair=False`` (another rank's file) reads what is sound and changes nothing."""
         if self.path is None or not self.path.exists():
             return
         data = self.path.read_bytes()
@@ -149,7 +151,7 @@ class _Checkpoint:
                 tail = raw
                 break
             good_bytes += len(raw) + 1
-        if tail:
+        if tail and repair:
             warnings.warn(
                 f"{self.path}: dropping a damaged last line (a write cut short); its batch is "
                 "recomputed",
@@ -161,6 +163,8 @@ class _Checkpoint:
             return
         header = records[0][1]
         if not isinstance(header, dict) or header.get("key") != self.key:
+            if not repair:
+                return
             warnings.warn(
                 f"{self.path} was written for other settings or data; starting the method over",
                 stacklevel=3,
@@ -283,19 +287,31 @@ def _run_method(
         model, examples, steering, config.max_new_tokens, config.template, config.max_length
     )
     plan = batch_plan([len(p) for p in prompts], config.batch_size)
-    state = _Checkpoint(checkpoint, key, plan)
+    ranks = distributed.current()
+    state = _Checkpoint(ranks.rank_path(checkpoint) if checkpoint else None, key, plan)
     state.load()
+    for other in distributed.rank_siblings(checkpoint) if checkpoint else []:
+        if other != state.path:  # batches of other ranks, or of a run with other ranks
+            peer = _Checkpoint(other, key, plan)
+            peer.load(repair=False)
+            state.done = {**peer.done, **state.done}
     done = sum(len(plan[b]) for b in state.done)
     bar = tqdm(
-        total=len(examples), initial=done, desc=f"evaluate ({steering.name})", disable=not progress
+        total=len(examples),
+        initial=done,
+        desc=f"evaluate ({steering.name})",
+        disable=not progress or not ranks.is_main,
     )
-    for batch, indices in enumerate(plan):
-        if batch in state.done:
+    for batch, indices in enumerate(plan):  # under torchrun: batch b is rank (b mod N)'s
+        if batch in state.done or not ranks.owns(batch):
             continue
-        seconds, rows = _run_batch(model, examples, indices, steering, task, config)
+        unit = f"batch {batch} of {steering.name} (inputs {indices})"
+        with ranks.working_on(lambda unit=unit: unit):
+            seconds, rows = _run_batch(model, examples, indices, steering, task, config)
         state.append(batch, seconds, rows)
-        bar.update(len(indices))
+        bar.update(len(indices) * ranks.world_size)
     bar.close()
+    state.done = ranks.merge(state.done, lambda done: {b: v for d in done for b, v in d.items()})
     return state.rows(len(examples))
 
 
@@ -334,6 +350,7 @@ def evaluate_methods(
         raise DpsLensError("evaluation needs at least one method")
     task = config.task or task_of(examples)
     data = data_hash(examples)
+    main = distributed.current().is_main  # under torchrun, rank 0 writes the results
     results = []
     for name, steering in methods.items():
         key = _key(model, data, steering, config)
@@ -342,13 +359,14 @@ def evaluate_methods(
         if rows is None:
             checkpoint = partial_path(path) if path is not None else None
             rows = _run_method(model, examples, steering, task, config, progress, key, checkpoint)
-            if path is not None and checkpoint is not None:
+            if path is not None and checkpoint is not None and main:
                 atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
                 meta = {"key": key, "method": describe(steering)}
                 atomic_write_json(path.with_suffix(".json"), meta)
-                checkpoint.unlink(missing_ok=True)
+                for partial in distributed.rank_siblings(checkpoint):
+                    partial.unlink(missing_ok=True)
         results.append(_summarize(name, rows, examples, task, config))
-    if out is not None:
+    if out is not None and main:
         write_tables(results, out)
     return results
 

@@ -66,6 +66,19 @@ class ScanCheckpoint:
         self.per_example, self.clean_loss, self.done = per_example, clean_loss, done
         self._earlier = float(meta.get("seconds", 0.0))
 
+    def absorb(self, per_example: Tensor, clean_loss: Tensor, done: Tensor) -> None:
+        """Take the cells and clean losses that another checkpoint (another rank's, or an earlier
+        run's with another number of ranks) finished and this one has not."""
+        new = done & ~self.done
+        self.per_example[new] = per_example[new]
+        self.done |= new
+        losses = torch.isnan(self.clean_loss) & ~torch.isnan(clean_loss)
+        self.clean_loss[losses] = clean_loss[losses]
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(per_example, clean_loss, done)``, the state ``absorb`` takes."""
+        return self.per_example, self.clean_loss, self.done
+
     def _set_aside(self, directory: Path, why: str) -> None:
         """Move a damaged checkpoint out of the way (kept for inspection) and start afresh."""
         aside = directory.with_name(f"{directory.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,14 +22,15 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
+from dps_lens import distributed
 from dps_lens.data.encoding import collate, encoder_for, pad_id_of
 from dps_lens.data.example import ExampleRef, PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
-from dps_lens.heads import all_heads, check_head
+from dps_lens.heads import all_heads, check_head, format_heads
 from dps_lens.interventions import get_ablation, head_means
 from dps_lens.scoring import planners, racing  # noqa: F401  (register the built-in methods)
-from dps_lens.scoring.checkpoint import ScanCheckpoint, check_finite
+from dps_lens.scoring.checkpoint import CHECKPOINT_META, ScanCheckpoint, check_finite
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import forward_nll
 from dps_lens.scoring.scan import SCAN_METHODS, ScanConfig, ScanState
@@ -98,6 +100,27 @@ def _hybrid(
     return exact
 
 
+def _restore(
+    directory: Path | None, key: str, shape: tuple[int, int, int], ranks: distributed.Ranks
+) -> ScanCheckpoint:
+    """This rank's checkpoint, with every cell finished in the checkpoints beside it (a single
+    process's, or any rank's of an earlier run with any number of ranks)."""
+    if directory is None:
+        return ScanCheckpoint(None, key, shape)
+    checkpoint = ScanCheckpoint(ranks.rank_path(directory), key, shape)
+    for other in distributed.rank_siblings(directory):
+        if other != checkpoint.directory and (other / CHECKPOINT_META).exists():
+            checkpoint.absorb(*ScanCheckpoint(other, key, shape).tensors())
+    return checkpoint
+
+
+def _describe(cells: Sequence[tuple[int, tuple[int, int]]]) -> str:
+    """A work unit in words: its examples and heads."""
+    rows = sorted({i for i, _ in cells})
+    heads = sorted({head for _, head in cells})
+    return f"examples {rows} with heads {format_heads(heads)}"
+
+
 def score_heads(
     model: TransformerBridge,
     examples: Sequence[PreferenceExample],
@@ -132,10 +155,13 @@ def score_heads(
         ).encode()
     ).hexdigest()
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    checkpoint = ScanCheckpoint(directory, key, (len(encoded), n_layers, n_heads))
-    # After the key: the memory bound may differ on resume. An explicit size is only lowered.
+    ranks = distributed.current()
+    shape = (len(encoded), n_layers, n_heads)
+    checkpoint = _restore(directory, key, shape, ranks)
+    # After the key: the memory bound may differ on resume. An explicit size is only lowered;
+    # every rank uses the same size, so each batch is the one a single process computes.
     longest = max(len(e.input_ids) for e in encoded)
-    fits = auto_batch_size(model, longest, backward=config.method == "attribution")
+    fits = ranks.min(auto_batch_size(model, longest, backward=config.method == "attribution"))
     config = replace(config, batch_size=min(config.batch_size or fits, fits))
 
     means = (
@@ -144,42 +170,66 @@ def score_heads(
         else None
     )
 
-    # Clean losses, then the method's work; rows sorted by length to limit padding.
+    def share() -> None:
+        if ranks.is_distributed:
+            for tensors in ranks.all_gather(checkpoint.tensors()):
+                checkpoint.absorb(*tensors)
+            checkpoint.save()
+
+    # Clean losses, then the method's work; rows sorted by length to limit padding. Under
+    # torchrun, batch and work item number u are rank (u mod world size)'s.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     todo_clean = [i for i in order if torch.isnan(checkpoint.clean_loss[i])]
-    for start in range(0, len(todo_clean), config.batch_size):
+    starts = range(0, len(todo_clean), config.batch_size)
+    for unit, start in enumerate(starts):
+        if not ranks.owns(unit):
+            continue
         index = todo_clean[start : start + config.batch_size]
-        losses = forward_nll(model, collate([encoded[i] for i in index], pad_id))
+        with ranks.working_on(lambda index=index: f"the clean run of examples {index}"):
+            losses = forward_nll(model, collate([encoded[i] for i in index], pad_id))
         check_finite(losses, lambda r, index=index: f"example {index[r]} (clean run)", checkpoint)
         checkpoint.clean_loss[index] = losses
         checkpoint.save()
+    share()
     status = torch.full((n_layers, n_heads), -1, dtype=torch.int8)
     state = ScanState(
-        model, examples, encoder, encoded, heads, order, config, pad_id, means, checkpoint, status
-    )
+        model, examples, encoder, encoded, heads, order, config, pad_id, means, checkpoint, status,
+        share,
+    )  # fmt: skip
     n_cells = len(order) * len(heads)
+    resumed = int(checkpoint.done.sum())
+    if resumed and ranks.is_main:
+        print(f"resuming: {resumed} of {n_cells} cells already scored", file=sys.stderr)
     bar = tqdm(
         total=n_cells,
-        initial=int(checkpoint.done.sum()),
-        disable=not progress,
+        initial=resumed,
+        disable=not progress or not ranks.is_main,
         unit="cell",
         desc=f"PCS {config.method} ({config.mode})",
         smoothing=0.1,
     )
-    for item in SCAN_METHODS[config.method](state):
+    for unit, item in enumerate(SCAN_METHODS[config.method](state)):
         if all(checkpoint.done[i, l, h] for i, (l, h) in item.cells):
             continue
-        values = item.compute()
+        if not ranks.owns(unit):
+            bar.update(len(item.cells))
+            continue
+        with ranks.working_on(lambda cells=item.cells: _describe(cells)):
+            values = item.compute()
         check_finite(
             values,
             lambda r, cells=item.cells: f"example {cells[r][0]} with head {cells[r][1]} masked",
             checkpoint,
         )
+        # A cell keeps its first value (a unit may repeat cells of an earlier one, e.g. racing's
+        # contenders), so every rank layout gives each cell the value one process gives it.
         for (i, (layer, head)), value in zip(item.cells, values.tolist(), strict=True):
-            checkpoint.per_example[i, layer, head] = value
-            checkpoint.done[i, layer, head] = True
+            if not checkpoint.done[i, layer, head]:
+                checkpoint.per_example[i, layer, head] = value
+                checkpoint.done[i, layer, head] = True
         checkpoint.save()
         bar.update(len(item.cells))
+    share()
     bar.close()
     checkpoint.save()
     n = len(examples)

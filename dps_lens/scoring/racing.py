@@ -112,6 +112,7 @@ def racing_work(state: ScanState) -> Iterator[Work]:
         seen += examples
         undecided = [head for head, code in status.items() if code == UNDECIDED]
         yield from exact_cells_work(state, undecided, rows_of(examples))
+        state.share()  # under torchrun: the other ranks' cells of this round
         low, high = bounds(ranked_values(state)[seen], level)
         decide(status, low, high, config.k)
         if UNDECIDED not in status.values():

@@ -8,7 +8,7 @@ checkpoint's values so far (racing does, to drop heads between rounds).
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from jaxtyping import Int
@@ -145,6 +145,9 @@ class ScanState:
     means: Tensor | None
     checkpoint: ScanCheckpoint
     status: Int[Tensor, "n_layers n_heads"]  # racing's decisions (``STATUS_NAMES``), -1: not raced
+    # makes the cells every rank finished visible in ``checkpoint``: a planner that adapts to the
+    # values (racing) calls it before reading them; a no-op in a single process
+    share: Callable[[], None] = field(default=lambda: None)
 
     @property
     def n_examples(self) -> int:

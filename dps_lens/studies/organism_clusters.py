@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dps_lens import distributed
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.clusters import (
     ClusterDPSHardConfig,
@@ -96,14 +97,18 @@ def run_cluster_study(
         checkpoint_dir=out / "discover" / "checkpoint",
         progress=progress,
     )
-    scores.save(out / "discover")
+    ranks = distributed.current()  # under torchrun, rank 0 writes
+    if ranks.is_main:
+        scores.save(out / "discover")
     profile_encoder = SentenceEncoder(encoder)
     user_ids, vectors = embed_users(discovery, profile_encoder)
     clusters = fit_clusters(user_ids, vectors, n_clusters, encoder=encoder)
-    clusters.save(out / "discover")
     assignment = clusters.assignment()
     per_cluster = group_scores(scores, assignment)
-    save_groups(per_cluster, out / "discover" / "clusters", max(ks))
+    if ranks.is_main:
+        clusters.save(out / "discover")
+        save_groups(per_cluster, out / "discover" / "clusters", max(ks))
+    ranks.barrier()  # the cluster-routed methods read these files
     truth = {e.user_id: e.meta["group"] for e in discovery}
     planted = group_designated_heads(model)
     cluster_report = {}
@@ -160,8 +165,9 @@ def run_cluster_study(
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "report.md", report_markdown(report))
+    if ranks.is_main:
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", report_markdown(report))
     report["markdown"] = report_markdown(report)
     return report
 

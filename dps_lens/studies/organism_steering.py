@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dps_lens import distributed
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.evaluation import EvalConfig, MethodResult
 from dps_lens.models import load_model
@@ -104,7 +105,9 @@ def run_study(
         model, discovery, ScanConfig(), checkpoint_dir=out / "discover" / "checkpoint",
         progress=progress,
     )  # fmt: skip
-    scores.save(out / "discover")
+    main = distributed.current().is_main  # under torchrun, rank 0 writes
+    if main:
+        scores.save(out / "discover")
     ranking = [(r["layer"], r["head"]) for r in scores.ranked()]
     stop = tuple(model.tokenizer.convert_tokens_to_ids([".", "!"]))
     config = EvalConfig(max_new_tokens=8, batch_size=64, extra_stop_ids=stop)
@@ -127,9 +130,10 @@ def run_study(
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    atomic_write_json(out / "sweep.json", report)
     text = sweep_markdown(report)
-    atomic_write_text(out / "sweep.md", text)
+    if main:
+        atomic_write_json(out / "sweep.json", report)
+        atomic_write_text(out / "sweep.md", text)
     report["markdown"] = text
     return report
 
