@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     GPT2Config,
@@ -108,7 +109,11 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = hf_model(cfg, vocab_size=len(tokenizer))
-    model.save_pretrained(out_dir)
+    # Written directly, not by save_pretrained: under torchrun, transformers writes weights on
+    # rank 0 only, and every rank builds its own copy before the first one is moved into place.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out_dir)
+    save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out_dir)
     return out_dir
 
