@@ -116,3 +116,5 @@ def test_auto_batch_size_fits_longer_prompts_with_fewer_rows(tiny_llama):
     assert short > long >= 1
     assert auto_batch_size(tiny_llama, 4096, backward=True, cap=10**9) < long
     assert auto_batch_size(tiny_llama, 64) <= 64
+    with pytest.raises(DpsLensError, match="lower --max-length"):
+        auto_batch_size(tiny_llama, 10**7)  # 10 million tokens: petabytes of attention scores

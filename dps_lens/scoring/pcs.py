@@ -40,6 +40,18 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 
+def forward_bytes(model: TransformerBridge, n_tokens: int, backward: bool = False) -> int:
+    """Bytes one forward row of ``n_tokens`` needs (the estimate ``auto_batch_size`` plans with)."""
+    cfg = model.cfg
+    d_model, n_heads, n_layers = int(cfg.d_model), int(cfg.n_heads), int(cfg.n_layers)
+    d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d_model)
+    logits = n_tokens * int(cfg.d_vocab)
+    if backward:
+        per_layer = n_tokens * (4 * d_model + 4 * d_mlp + 3 * n_heads * n_tokens)
+        return 4 * (n_layers * per_layer + 3 * logits)
+    return 4 * (n_tokens * (6 * d_model + 3 * d_mlp) + 3 * n_heads * n_tokens**2 + logits)
+
+
 def auto_batch_size(
     model: TransformerBridge,
     n_tokens: int,
@@ -54,21 +66,21 @@ def auto_batch_size(
     with ``backward`` (attribution) every layer's activations are kept for the gradient:
     ``n_layers·n_tokens·(4·d_model + 4·d_mlp + 3·n_heads·n_tokens)`` plus 3 copies of the logits.
     Logits are counted at every position, an upper bound (scans keep only target positions).
+    A prompt whose single row would not fit in the free memory is refused with one error line.
     """
+    per_row = forward_bytes(model, n_tokens, backward)
     cfg = model.cfg
-    d_model, n_heads, n_layers = int(cfg.d_model), int(cfg.n_heads), int(cfg.n_layers)
-    d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d_model)
-    logits = n_tokens * int(cfg.d_vocab)
-    if backward:
-        per_layer = n_tokens * (4 * d_model + 4 * d_mlp + 3 * n_heads * n_tokens)
-        per_row = 4 * (n_layers * per_layer + 3 * logits)
-    else:
-        per_row = 4 * (n_tokens * (6 * d_model + 3 * d_mlp) + 3 * n_heads * n_tokens**2 + logits)
     device = torch.device(str(cfg.device or "cpu"))
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if per_row > free:
+        raise DpsLensError(
+            f"one forward row of {n_tokens} tokens needs about {per_row / 2**30:.1f} GiB "
+            f"(attention scores grow with the square of the length), more than the "
+            f"{free / 2**30:.1f} GiB free: lower --max-length (oldest profile items are dropped)"
+        )
     return max(1, min(cap, int(fraction * free // per_row)))
 
 
