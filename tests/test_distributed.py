@@ -121,6 +121,26 @@ def test_torchrun_evaluate_writes_what_one_process_writes(examples_jsonl, tmp_pa
         assert not list((tmp_path / "two" / "methods").glob("*.partial*"))  # merged, removed
 
 
+def test_torchrun_study_writes_what_one_process_writes(tmp_path):
+    def args(out: Path) -> list[str]:
+        return ["-m", "dps_lens", "study", "organism-steering", "--evaluation-users", "4",
+                "--out", str(out), "--no-progress"]  # fmt: skip
+
+    env = _env()
+    one = _single(*args(tmp_path / "one"), env=env)
+    assert one.returncode == 0, one.stderr
+    two = _torchrun(*args(tmp_path / "two"), env=env)
+    assert two.returncode == 0, two.stderr
+    sweeps = [json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("one", "two")]
+    for sweep in sweeps:
+        sweep.pop("seconds")
+        for row in sweep["rows"]:
+            row.pop("ms_per_token", None)
+            row.pop("seconds_per_token", None)
+    assert sweeps[0] == sweeps[1]
+    assert two.stdout.count("done in") == 1
+
+
 def test_a_failing_rank_reports_itself_and_its_unit(examples_jsonl, tmp_path):
     env = _env(FAULT="raise", FAULT_AFTER="0", FAULT_LOG=str(tmp_path / "units"))
     run = _torchrun(str(WORKER), *discover_args("tiny-llama", examples_jsonl, tmp_path / "run",

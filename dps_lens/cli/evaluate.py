@@ -9,6 +9,7 @@ from typing import Literal
 import simple_parsing
 from simple_parsing import flag
 
+from dps_lens import distributed
 from dps_lens.cli.command import command
 from dps_lens.cli.decoding import build_decoding
 from dps_lens.cli.method_flags import add_method_flags
@@ -66,5 +67,7 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
         results = evaluate_methods(
             model, examples, decoding.steerings, eval_config, config.out, config.progress
         )
+        if not distributed.current().is_main:  # under torchrun, rank 0 reports
+            return
         print(markdown_table(results), end="")
         print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")

@@ -9,6 +9,7 @@ from typing import Literal
 
 from simple_parsing import field, flag
 
+from dps_lens import distributed
 from dps_lens.checks import check_positive
 from dps_lens.cli.command import command
 from dps_lens.cli.organism import Organism
@@ -49,5 +50,6 @@ def run(config: StudyConfig, namespace: argparse.Namespace) -> None:
         report = run_study(
             model, out, n_evaluation_users=config.evaluation_users, progress=config.progress
         )
-    print(report["markdown"])
-    print(f"done in {report['seconds']} s -> {out}")
+    if distributed.current().is_main:  # under torchrun, rank 0 reports
+        print(report["markdown"])
+        print(f"done in {report['seconds']} s -> {out}")
