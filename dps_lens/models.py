@@ -2,12 +2,14 @@
 
 A model spec is one of:
 
-* a registered name (``named_models()``): ``tiny-gpt2`` / ``tiny-llama`` (seeded random models
-  for tests) and whatever plugins register with ``register_model``, such as the bundled organisms
-  ``organism-free``, ``organism-planted`` and ``organism-groups`` (``dps_lens.organism``);
+* a registered name (``named_models()``): ``tiny-gpt2`` / ``tiny-llama`` / ``tiny-gemma3`` /
+  ``tiny-qwen2`` (seeded random models for tests) and whatever plugins register with
+  ``register_model``, such as the bundled organisms ``organism-free``, ``organism-planted`` and
+  ``organism-groups`` (``dps_lens.organism``);
 * a local HF directory (``config.json`` plus safetensors or ``.bin`` weights and tokenizer files);
 * a local GGUF checkpoint (a ``.gguf`` file, or a directory holding exactly one), de-quantized to
-  float32 by transformers (needs the ``gguf`` package);
+  float32 by transformers (needs the ``gguf`` package); its architecture is the class transformers
+  loads it as (GGUF metadata names none);
 * a hub name such as ``HuggingFaceTB/SmolLM2-135M-Instruct`` (needs internet; with
   ``HF_HUB_OFFLINE=1`` it must already be in the local hub cache, otherwise it fails at once).
 """
@@ -18,6 +20,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -310,10 +313,7 @@ def load_model(
     except ModelLoadError:
         raise
     except Exception as exc:  # transformers raises many types for an unknown or unreachable name
-        raise ModelLoadError(
-            f"could not load model {spec_str!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
-            "Check the name, or pass a local HF/GGUF directory (offline machines need one)"
-        ) from exc
+        raise ModelLoadError(_load_failure(spec_str, exc)) from exc
     if hf_model is not None and placement.device_map is None:
         bridge.to(torch_device)
     bridge.eval()
@@ -344,7 +344,7 @@ def _load_gguf(gguf: Path, dtype: torch.dtype, placement: Placement) -> Any:
             placed.pop(
                 "n_devices", None
             )  # transformers takes max_memory; n_devices is the bridge's
-            return AutoModelForCausalLM.from_pretrained(
+            hf_model = AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, dtype=dtype, **placed
             ).eval()
     except Exception as exc:  # the gguf reader raises many types for a damaged file
@@ -353,6 +353,25 @@ def _load_gguf(gguf: Path, dtype: torch.dtype, placement: Placement) -> Any:
             f"{gguf} could not be read as a GGUF checkpoint ({type(exc).__name__}: {first}); "
             "the file may be truncated: fetch it again"
         ) from None
+    _infer_architectures(hf_model)
+    return hf_model
+
+
+def _infer_architectures(hf_model: Any) -> None:
+    """Name the model class in ``config.architectures`` when the checkpoint left it empty (GGUF
+    metadata has no such field): TransformerLens picks its adapter by it."""
+    if not getattr(hf_model.config, "architectures", None):
+        hf_model.config.architectures = [type(hf_model).__name__]
+
+
+def _load_failure(spec: str, exc: Exception) -> str:
+    """One readable line for a model that could not be booted (no list of every adapter)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    first = re.sub(r"Available architectures: \[[^\]]*\],? ?", "", first).strip()
+    return (
+        f"could not load model {spec!r}: {type(exc).__name__}: {first}. "
+        "Check the name, or pass a local HF/GGUF directory (offline machines need one)"
+    )
 
 
 def model_info(model: TransformerBridge) -> ModelInfo:

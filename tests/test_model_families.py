@@ -9,18 +9,21 @@ KV head shared by all query heads; Qwen2 has biased Q/K/V projections and groupe
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from dps_lens.data.encoding import pad, pad_id_of
+from dps_lens.errors import ModelLoadError
 from dps_lens.fork import fork_at
 from dps_lens.interventions import ablate_heads
-from dps_lens.models import load_model
+from dps_lens.models import _infer_architectures, load_model
 from dps_lens.steering import generate, methods
-from dps_lens.tiny import TINY_MODELS
+from dps_lens.tiny import TINY_MODELS, hf_model, tiny_model_dir
 from tests.conftest import SHARED
 from tests.helpers import head_output_removed
 
@@ -163,6 +166,25 @@ def test_gemma3_local_layers_attend_within_the_window_only():
             assert pattern[:, distance >= window].abs().max() > 0, f"layer {layer} is not global"
     assert "sliding_attention" in model.original_model.config.layer_types
     assert "full_attention" in model.original_model.config.layer_types
+
+
+def test_a_gguf_model_gets_its_architecture_from_its_class():
+    hf = hf_model(TINY_MODELS["tiny-gemma3"], vocab_size=259)
+    hf.config.architectures = None  # as loaded from GGUF metadata
+    _infer_architectures(hf)
+    assert hf.config.architectures == ["Gemma3ForCausalLM"]
+
+
+def test_a_config_naming_no_architecture_is_one_readable_error(tmp_path):
+    directory = shutil.copytree(tiny_model_dir("tiny-gemma3"), tmp_path / "gemma3")
+    config = json.loads((directory / "config.json").read_text())
+    del config["architectures"]
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError) as raised:
+        load_model(directory, device="cpu")
+    message = str(raised.value)
+    assert "\n" not in message and "Available architectures" not in message, message
+    assert "gemma3_text" in message and len(message) < 400, message
 
 
 def _fetched_gemma3() -> Path:
