@@ -238,7 +238,9 @@ def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
     config.save_pretrained(out_dir)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out_dir)
-    save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    weights = out_dir / "model.safetensors"
+    save_model(model, str(weights), metadata={"format": "pt"})
+    weights.chmod(0o644)  # safetensors writes it readable by its owner only
     if gguf.parent.resolve() == out_dir.resolve():
         gguf.unlink()
     return out_dir
