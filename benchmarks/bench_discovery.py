@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMOLLM2 = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
@@ -42,7 +43,7 @@ METHODS = (
     "hybrid",
     "tl-attribution",
 )
-PEER = "tl-patch"
+PEER = "tl-patch"  # TransformerLens' own patching: the measured peer
 EXACT_VALUED = ("tl-patch", "racing", "hybrid")  # values comparable cell by cell with exact
 HYBRID_TOP = 20
 BATCH_SIZE = 16
@@ -184,9 +185,14 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
             hybrid_top=HYBRID_TOP,
             k=case.k,
         )
-        scores = score_heads(model, examples, config, progress=False).per_example
+        # Checkpointed and locked: a run cut short resumes, and ``seconds`` is the scan's
+        # compute time summed over the runs that made it.
+        checkpoint = out / f"{name}-{n_examples}-{method}.checkpoint"
+        with FileLock(f"{checkpoint}.lock"):
+            result = score_heads(model, examples, config, checkpoint_dir=checkpoint, progress=False)
+        scores, started = result.per_example, time.perf_counter() - result.config["seconds"]
     seconds = time.perf_counter() - started
-    torch.save(scores, out / f"{name}-{method}.pt")
+    torch.save(scores, out / f"{name}-{n_examples}-{method}.pt")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
 
@@ -226,12 +232,20 @@ def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The results table of ``discovery-<tag>.md``, from the rows of ``discovery-<tag>.json``."""
+    """The results table of ``discovery-<tag>.md``, from the rows of ``discovery-<tag>.json``:
+    wall-time ratios against TransformerLens' patching and against our exact scan of the same case
+    (blank where the case did not run that method)."""
+    seconds = {(r["case"], r["method"]): r["seconds"] for r in rows}
+
+    def ratio(row: dict, reference: str) -> str:
+        base = seconds.get((row["case"], reference))
+        return "" if base is None else f"{base / row['seconds']:.1f}"
+
     lines = [
-        "| case | method | wall (s) | × faster than tl-patch | peak RSS (MB) "
-        "| ablated head × example evaluations | max abs diff vs exact | Spearman vs exact "
-        "| recall of exact top-K |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| case | method | wall (s) | × faster than {PEER} | × faster than exact "
+        "| peak RSS (MB) | ablated head × example evaluations | max abs diff vs exact "
+        "| Spearman vs exact | recall of exact top-K |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
@@ -240,11 +254,26 @@ def markdown(rows: list[dict]) -> str:
         rho = f"{r['spearman_vs_exact']:.3f}" if r["spearman_vs_exact"] is not None else ""
         case = f"{r['case']} ({r['n_examples']} ex, K={r['k']})"
         lines.append(
-            f"| {case} | {r['method']} | {r['seconds']:.1f} | {r['speedup_vs_peer']:.1f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['evaluations']} | {diff} | {rho} | "
+            f"| {case} | {r['method']} | {r['seconds']:.1f} | {ratio(r, PEER)} | "
+            f"{ratio(r, 'exact')} | {r['peak_rss_mb']:.0f} | {r['evaluations']} | {diff} | {rho} | "
             f"{round(r['recall_vs_exact'] * r['k'])}/{r['k']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def measure(name: str, method: str, n_examples: int, work: Path) -> dict:
+    """Wall time and peak RSS of one (case, method), run in a fresh subprocess; kept in ``work``
+    so an interrupted benchmark resumes with the methods it has not finished."""
+    done_file = work / f"{name}-{n_examples}-{method}.json"
+    if done_file.exists() and (work / f"{name}-{n_examples}-{method}.pt").exists():
+        return json.loads(done_file.read_text())
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", name, method, str(n_examples), str(work)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    done_file.write_text(json.dumps(measured))
+    return measured
 
 
 def main() -> None:
@@ -256,29 +285,35 @@ def main() -> None:
         "--n-examples", type=int, default=None,
         help="examples per case (default: 64 organism, 8 random GPT-2, 16 SmolLM2)",
     )  # fmt: skip
+    parser.add_argument(
+        "--tag", default=None,
+        help="results go to discovery-<tag>.{json,md} (default: cpu or gpu)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--work", type=Path, default=None,
+        help="keep per-method results here and resume from them (default: a temporary folder)",
+    )  # fmt: skip
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         run_one(args.one[0], args.one[1], int(args.one[2]), Path(args.one[3]))
         return
     methods = args.methods.split(",")
-    if PEER not in methods or "exact" not in methods:
-        parser.error(f"--methods must include {PEER} and exact (the references)")
+    if "exact" not in methods:
+        parser.error("--methods must include exact (the reference of every comparison)")
     cases = [c for c in args.cases.split(",") if c != "smollm2" or SMOLLM2.exists()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name in cases:
             case = case_of(name, args.n_examples)
             measured = {}
             for method in methods:
-                done = subprocess.run(
-                    [sys.executable, __file__, "--one", name, method, str(case.n_examples), tmp],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                measured[method] = json.loads(done.stdout.strip().splitlines()[-1])
+                measured[method] = measure(name, method, case.n_examples, work)
                 print(f"{name:>18} {method:>20}: {measured[method]['seconds']:8.1f} s, "
                       f"{measured[method]['peak_rss_mb']:7.0f} MB peak RSS", flush=True)  # fmt: skip
-            scores = {m: torch.load(Path(tmp) / f"{name}-{m}.pt") for m in methods}
+            scores = {m: torch.load(work / f"{name}-{case.n_examples}-{m}.pt") for m in methods}
             for method in methods:
                 rows.append(
                     {
@@ -288,14 +323,13 @@ def main() -> None:
                         "k": case.k,
                         "method": method,
                         **measured[method],
-                        "speedup_vs_peer": measured[PEER]["seconds"] / measured[method]["seconds"],
                         **compare(method, scores, case.k),
                     }
                 )  # fmt: skip
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     report = {"device": device, "threads": torch.get_num_threads(), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    tag = "gpu" if torch.cuda.is_available() else "cpu"
+    tag = args.tag or ("gpu" if torch.cuda.is_available() else "cpu")
     (args.out / f"discovery-{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(rows)
     (args.out / f"discovery-{tag}.md").write_text(text)

@@ -1,12 +1,14 @@
 """Steered decoding: Differential Preference Steering and the baselines, one ``generate``."""
 
 from dps_lens.steering.generate import Generation, generate
+from dps_lens.steering.layer_contrast import LayerContrast
 from dps_lens.steering.methods import (
     MethodConfig,
     Steering,
     SteeringContext,
     cad,
     decore,
+    dola,
     dps,
     get_method,
     method_config,
@@ -22,12 +24,14 @@ from dps_lens.steering.sampling import Sampling
 __all__ = [
     "ContrastRule",
     "Generation",
+    "LayerContrast",
     "MethodConfig",
     "Sampling",
     "Steering",
     "SteeringContext",
     "cad",
     "decore",
+    "dola",
     "dps",
     "generate",
     "get_method",

@@ -3,7 +3,9 @@
 A contrastive method runs its two forwards as one batch: rows ``[0, B)`` are the full model
 (the profile prompt, for CAD) and rows ``[B, 2B)`` the model it is contrasted with. For DPS the
 batch is forked at the first masked layer (``fork_at``), so the layers below it are computed once.
-Prompts are left-padded; positions and attention follow the padding mask.
+DoLa reads its premature layers from the same forward: the last position of each candidate's
+residual stream goes through the final norm and the unembedding (rows ``[B (1 + j), B (2 + j))``
+for candidate ``j``). Prompts are left-padded; positions and attention follow the padding mask.
 """
 
 from __future__ import annotations
@@ -160,6 +162,11 @@ class _Batch:
                         model, self.row_weights, self.steering.mode, self.steering.means, key_mask
                     )
                 )
+            early: list[Tensor] = []
+            if self.steering.layers is not None:
+                names = self.steering.layers.hook_names()
+                keep = [(name, lambda act, hook: early.append(act[:, -1:])) for name in names]
+                stack.enter_context(model.hooks(fwd_hooks=keep))
             logits, extended = model(
                 tokens.to(device),
                 attention_mask=attention.to(device),
@@ -168,6 +175,9 @@ class _Batch:
                 logits_to_keep=1,
                 return_type="logits_and_cache",
             )
+            if early:  # candidates' early exits after the final rows
+                early_logits = model.unembed(model.ln_final(torch.cat(early)))
+                logits = torch.cat([logits[:, -1:], early_logits])
         return logits[:, -1].float(), extended
 
     def prefill(
@@ -184,6 +194,9 @@ class _Batch:
     ) -> Float[Tensor, "batch vocab"]:
         if self.steering.contrast == "none":
             return logits.log_softmax(-1)
+        if self.steering.layers is not None:
+            early = logits[batch:].reshape(-1, batch, logits.shape[-1])
+            return self.steering.layers.combine(logits[:batch], early)
         return self.steering.rule.combine(logits[:batch], logits[batch:])
 
 

@@ -1,5 +1,5 @@
 """Decoding methods, registered by name: ``plain``, ``dps``, ``dps_shared_prefill``, ``cad``,
-``random_heads``, ``decore``, ``reference`` (and plugins such as the cluster-routed DPS).
+``dola``, ``random_heads``, ``decore``, ``reference`` (and plugins such as the cluster-routed DPS).
 
 Each is a config dataclass (``method_config(name, **params)``) whose ``build(context)`` gives the
 ``Steering`` that ``generate`` runs; ``plain()``, ``dps(model, heads, ...)`` and the other
@@ -20,6 +20,7 @@ from dps_lens.steering.methods.base import (
 )
 from dps_lens.steering.methods.cad import CADConfig, cad
 from dps_lens.steering.methods.decore import DecoreConfig, decore
+from dps_lens.steering.methods.dola import DoLaConfig, dola
 from dps_lens.steering.methods.dps import DPSConfig, DPSSharedPrefillConfig, dps
 from dps_lens.steering.methods.plain import PlainConfig, plain
 from dps_lens.steering.methods.random_heads import RandomHeadsConfig, random_heads
@@ -32,6 +33,7 @@ __all__ = [
     "DPSConfig",
     "DPSSharedPrefillConfig",
     "DecoreConfig",
+    "DoLaConfig",
     "HeadsOrWeights",
     "MethodConfig",
     "PlainConfig",
@@ -41,6 +43,7 @@ __all__ = [
     "SteeringContext",
     "cad",
     "decore",
+    "dola",
     "dps",
     "get_method",
     "method_config",

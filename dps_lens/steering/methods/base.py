@@ -24,12 +24,13 @@ from dps_lens.errors import DpsLensError
 from dps_lens.heads import Head
 from dps_lens.interventions import HeadMask, get_ablation
 from dps_lens.plugins import load_plugins
+from dps_lens.steering.layer_contrast import LayerContrast
 from dps_lens.steering.rules import ContrastRule
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-Contrast = Literal["none", "heads", "profile"]
+Contrast = Literal["none", "heads", "profile", "layers"]
 MaskedRun = Literal["exact", "shared_prefill"]
 MASKED_RUNS: tuple[str, ...] = ("exact", "shared_prefill")
 HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
@@ -37,8 +38,10 @@ HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
 
 @dataclass(frozen=True)
 class Steering:
-    """A decoding method ready to run. ``weights`` is ``[n_layers, n_heads]`` or one map per input
-    ``[n_inputs, n_layers, n_heads]`` (per-user routing); ``means`` serves mean ablation."""
+    """A decoding method ready to run. ``contrast``: none, the model with ``weights``' heads masked
+    (``heads``), the prompt without its profile (``profile``) or premature layers (``layers``).
+    ``weights`` is ``[n_layers, n_heads]`` or one map per input ``[n_inputs, n_layers, n_heads]``
+    (per-user routing); ``means`` serves mean ablation."""
 
     name: str = "plain"
     contrast: Contrast = "none"
@@ -48,9 +51,14 @@ class Steering:
     masked_run: MaskedRun = "exact"
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None
     template: PromptTemplate | None = None
+    layers: LayerContrast | None = None  # contrast "layers" (DoLa): the premature candidates
 
     def __post_init__(self) -> None:
         ablation = get_ablation(self.mode)
+        if (self.contrast == "layers") != (self.layers is not None):
+            raise DpsLensError(
+                f"method {self.name!r}: contrast 'layers' goes with a LayerContrast, and only it"
+            )
         if self.masked_run not in MASKED_RUNS:
             raise DpsLensError(
                 f"unknown masked_run {self.masked_run!r}; use one of {', '.join(MASKED_RUNS)}"
