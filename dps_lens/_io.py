@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -37,3 +39,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s parameters and buffers to a safetensors file, atomically, whose bytes
+    depend on the weights alone.
+
+    A tensor that is the same memory as one earlier in the state dict (tied embeddings) is left out,
+    as ``save_pretrained`` leaves it out; the metadata is ``{"format": "pt"}`` only, because
+    safetensors writes several metadata keys in a random order.
+    """
+    from safetensors.torch import save_file
+
+    kept: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    for name, tensor in model.state_dict().items():
+        same_memory = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+        if same_memory not in seen:
+            seen.add(same_memory)
+            kept[name] = tensor.detach().contiguous()
+    return atomic_write(path, lambda tmp: save_file(kept, tmp, metadata={"format": "pt"}))

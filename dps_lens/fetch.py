@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dps_lens._io import save_weights
 from dps_lens.errors import DpsLensError
 
 
@@ -215,7 +216,6 @@ def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
     ``save_pretrained`` on a model loaded from a GGUF file, although its weights are plain floats.
     """
     import torch
-    from safetensors.torch import save_model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,9 +238,7 @@ def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
     config.save_pretrained(out_dir)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out_dir)
-    weights = out_dir / "model.safetensors"
-    save_model(model, str(weights), metadata={"format": "pt"})
-    weights.chmod(0o644)  # safetensors writes it readable by its owner only
+    save_weights(model, out_dir / "model.safetensors")
     if gguf.parent.resolve() == out_dir.resolve():
         gguf.unlink()
     return out_dir

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     Gemma3ForCausalLM,
@@ -32,6 +31,8 @@ from transformers import (
     Qwen2Config,
     Qwen2ForCausalLM,
 )
+
+from dps_lens._io import save_weights
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>")
 
@@ -172,7 +173,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [type(model).__name__]  # what TransformerLens picks its adapter by
     model.config.save_pretrained(out_dir)
-    save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_weights(model, out_dir / "model.safetensors")
     tokenizer.save_pretrained(out_dir)
     return out_dir
 

@@ -16,12 +16,30 @@ def test_tiny_models_have_the_configured_shape(tiny_gpt2, tiny_llama):
     assert llama.d_head == TINY_MODELS["tiny-llama"].d_model // 4
 
 
-def test_tiny_model_build_is_deterministic(tmp_path):
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-gemma3"])  # both tie their embeddings
+def test_tiny_model_build_is_deterministic(tmp_path, name):
     from dps_lens.tiny import build_tiny_model
 
-    a = build_tiny_model(TINY_MODELS["tiny-gpt2"], tmp_path / "a")
-    b = build_tiny_model(TINY_MODELS["tiny-gpt2"], tmp_path / "b")
-    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    builds = [build_tiny_model(TINY_MODELS[name], tmp_path / str(i)) for i in range(4)]
+    first = (builds[0] / "model.safetensors").read_bytes()
+    assert all((b / "model.safetensors").read_bytes() == first for b in builds[1:])
+
+
+def test_saved_weights_leave_out_tied_copies_and_carry_one_metadata_key(tmp_path):
+    """safetensors writes several metadata keys in a random order (the file's bytes would vary);
+    the tied output embedding is the input embedding's memory and is written once."""
+    from safetensors import safe_open
+
+    from dps_lens._io import save_weights
+    from dps_lens.tiny import byte_level_tokenizer, hf_model
+
+    model = hf_model(TINY_MODELS["tiny-gpt2"], vocab_size=len(byte_level_tokenizer()))
+    path = save_weights(model, tmp_path / "model.safetensors")
+    with safe_open(str(path), framework="pt") as saved:
+        assert saved.metadata() == {"format": "pt"}
+        names = set(saved.keys())
+        assert torch.equal(saved.get_tensor("transformer.wte.weight"), model.lm_head.weight)
+    assert names == set(model.state_dict()) - {"lm_head.weight"}
 
 
 def test_local_directory_loads_like_the_bundled_name(tiny_gpt2):

@@ -223,3 +223,13 @@ def test_batch_plan_is_how_generate_batches(tiny_llama, monkeypatch):
     generate(tiny_llama, PROMPTS, max_new_tokens=1, batch_size=2)
     lengths = [len(p) for p in module.prompt_token_ids(tiny_llama, PROMPTS, max_new_tokens=1)]
     assert seen == [[lengths[i] for i in batch] for batch in module.batch_plan(lengths, 2)]
+
+
+def test_a_cache_the_bridge_leaves_empty_is_an_error_not_a_wrong_answer(tiny_llama, monkeypatch):
+    """Releases of transformers and TransformerLens that disagree on how the cache reaches
+    attention leave it empty; decoding must stop with the fix, not continue from one token."""
+    from transformers.cache_utils import DynamicLayer
+
+    monkeypatch.setattr(DynamicLayer, "update", lambda self, k, v, *a, **kw: (k, v))
+    with pytest.raises(DpsLensError, match=r"holds 0 of \d+ positions.*transformers<5\.24"):
+        generate(tiny_llama, PROMPTS[:1], max_new_tokens=2)

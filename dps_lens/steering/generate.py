@@ -178,6 +178,7 @@ class _Batch:
             if early:  # candidates' early exits after the final rows
                 early_logits = model.unembed(model.ln_final(torch.cat(early)))
                 logits = torch.cat([logits[:, -1:], early_logits])
+        _check_cache_filled(extended, attention.shape[1])
         return logits[:, -1].float(), extended
 
     def prefill(
@@ -198,6 +199,21 @@ class _Batch:
             early = logits[batch:].reshape(-1, batch, logits.shape[-1])
             return self.steering.layers.combine(logits[:batch], early)
         return self.steering.rule.combine(logits[:batch], logits[batch:])
+
+
+def _check_cache_filled(cache: Cache, positions: int) -> None:
+    """The cache must hold every position seen so far: a bridge and a transformers release that
+    disagree on how the cache reaches attention leave it empty, and decoding would go on silently
+    from the newest token alone."""
+    import transformers
+
+    held = cache.get_seq_length() if cache is not None else 0
+    if held != positions:
+        raise DpsLensError(
+            f"the KV cache holds {held} of {positions} positions: transformers "
+            f"{transformers.__version__} does not fill the cache of this TransformerLens "
+            "release; install the versions dps-lens pins (pip install 'transformers<5.24')"
+        )
 
 
 def _sync(model: TransformerBridge) -> None:
