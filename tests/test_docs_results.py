@@ -123,6 +123,15 @@ def test_benchmark_markdown_is_rendered_from_its_json(name: str) -> None:
         assert module.markdown(rows) == path.with_suffix(".md").read_text(encoding="utf-8"), path
 
 
+def test_scale_benchmark_markdown_is_rendered_from_its_json() -> None:
+    module = _benchmark("bench_scale")
+    paths = sorted((ROOT / "benchmarks" / "results").glob("scale-*.json"))
+    assert paths
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        assert module.markdown(report) == path.with_suffix(".md").read_text(encoding="utf-8")
+
+
 def _includes() -> list[tuple[Path, str]]:
     pages = sorted((ROOT / "docs").rglob("*.md"))
     return [(page, target) for page in pages for target in INCLUDE.findall(page.read_text())]
