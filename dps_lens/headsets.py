@@ -9,7 +9,7 @@ import torch
 
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import Head
-from dps_lens.scoring.head_scores import HeadScores, rank_heads
+from dps_lens.scoring.head_scores import HeadScores, Select, rank_heads
 
 
 def jaccard(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> float:
@@ -37,16 +37,24 @@ def ranking(scores: HeadScores) -> list[Head]:
 
 
 def split_half_rankings(
-    scores: HeadScores, n_splits: int = 20, seed: int = 0
+    scores: HeadScores, n_splits: int = 20, seed: int = 0, by: Select = "pcs"
 ) -> list[tuple[list[Head], list[Head]]]:
-    """Rankings from random halves of the examples, in pairs: how stable is the top-K set?"""
+    """Rankings from random halves of the examples, in pairs: how stable is the top-K set?
+    ``by``: rank by PCS, or by ΔPCS (``specific``, for a scan with the no-profile contrast)."""
     n = scores.n_examples
     if n < 2:
         raise DpsLensError(f"split-half stability needs at least 2 scored examples, got {n}")
+    values = scores.per_example
+    if by == "specific":
+        if scores.no_profile is None:
+            raise DpsLensError(
+                "ΔPCS needs a scan with the no-profile contrast (--contrast no-profile)"
+            )
+        values = values - scores.no_profile
     generator = torch.Generator().manual_seed(seed)
     pairs = []
     for _ in range(n_splits):
         order = torch.randperm(n, generator=generator)
         halves = order[: n // 2], order[n // 2 :]
-        pairs.append(tuple(rank_heads(scores.per_example[half].nanmean(0)) for half in halves))
+        pairs.append(tuple(rank_heads(values[half].nanmean(0)) for half in halves))
     return pairs

@@ -50,6 +50,12 @@ def _cluster_report(report: dict[str, Any]) -> str:
     return report_markdown(report)
 
 
+def _lamp_report(report: dict[str, Any]) -> str:
+    from dps_lens.studies.lamp import report_markdown
+
+    return report_markdown(report)
+
+
 def _ranked(rows: list[dict[str, Any]]) -> str:
     from dps_lens.scoring.head_scores import ranked_markdown
 
@@ -66,6 +72,8 @@ def _renderer(report: Any) -> Callable[[Any], str]:
         return _cluster_report
     if "rows" in report and "top_heads" in report:
         return _steering_sweep
+    if "discovery" in report and "comparisons" in report:
+        return _lamp_report
     raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
 
 

@@ -106,6 +106,11 @@ def test_runner_writes_tables_and_resumes_finished_methods(planted, tmp_path, mo
     assert rate["dps"] > rate["plain"]
     assert "| dps | 12 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.csv").read_text().startswith("method,n,personalization,")
+    paired = (tmp_path / "paired.csv").read_text().splitlines()
+    assert paired[0].startswith("method,reference,metric,difference,low,high,n")
+    assert len(paired) == 2 and paired[1].startswith("dps,plain,personalized,")
+    gain = float(paired[1].split(",")[3])
+    assert gain == pytest.approx(rate["dps"] - rate["plain"])  # the same examples: means subtract
     lines = (tmp_path / "methods" / "dps.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 12 and {"output", "target", "coherence_nll", "personalized"} <= set(rows[0])

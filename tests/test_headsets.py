@@ -64,3 +64,16 @@ def test_ranking_and_split_halves() -> None:
     assert len(pairs) == 3 and all(a[:2] == b[:2] == [(1, 0), (0, 1)] for a, b in pairs)
     with pytest.raises(DpsLensError, match="at least 2"):
         split_half_rankings(make_scores(per_example[:1], ["u"]))
+
+
+def test_split_halves_rank_by_delta_pcs_when_asked() -> None:
+    per_example = torch.zeros(8, 1, 3)
+    per_example[:, 0, 0], per_example[:, 0, 1] = 3.0, 2.0  # head 0 has the larger PCS ...
+    no_profile = torch.zeros(8, 1, 3)
+    no_profile[:, 0, 0] = 2.9  # ... but almost all of it remains without the profile
+    ids = [ExampleRef(i, "u") for i in range(8)]
+    scores = HeadScores(per_example, torch.zeros(8), "m", "h", ids, {"n_bootstrap": 20}, no_profile)
+    assert all(a[0] == (0, 0) for a, _ in split_half_rankings(scores, n_splits=2))
+    assert all(a[0] == b[0] == (0, 1) for a, b in split_half_rankings(scores, 2, by="specific"))
+    with pytest.raises(DpsLensError, match="no-profile contrast"):
+        split_half_rankings(make_scores(per_example, ["u"] * 8), by="specific")

@@ -93,3 +93,34 @@ def test_discover_selects_by_specificity_through_the_cli(discovery, tmp_path):
     assert [float(r["delta"]) for r in rows] == sorted(
         (float(r["delta"]) for r in rows), reverse=True
     )
+
+
+def test_a_specificity_race_reuses_the_cells_of_an_earlier_pcs_scan(
+    planted, discovery, contrast, monkeypatch
+):
+    import dps_lens.scoring.planners as planners
+
+    pcs = score_heads(planted, discovery, ScanConfig(batch_size=64), progress=False)
+    rows = []
+    real = planners.forward_unit
+
+    def counting(model, encoded, unit, *args):
+        rows.extend(unit.examples)
+        return real(model, encoded, unit, *args)
+
+    monkeypatch.setattr(planners, "forward_unit", counting)
+    config = ScanConfig(batch_size=64, contrast="no-profile")
+    reused = score_heads(planted, discovery, config, progress=False, reuse=pcs)
+    n = len(discovery)
+    assert rows and min(rows) >= n  # only the no-profile rows n..2n-1 were run
+    torch.testing.assert_close(reused.per_example, pcs.per_example, atol=0, rtol=0)
+    assert reused.no_profile is not None and contrast.no_profile is not None
+    torch.testing.assert_close(
+        reused.no_profile, contrast.no_profile, atol=1e-5, rtol=0
+    )  # other padding
+    other = score_heads(planted, discovery[:4], ScanConfig(batch_size=64), progress=False)
+    with pytest.raises(DpsLensError, match="reuses only a scan of the same model"):
+        score_heads(planted, discovery, config, progress=False, reuse=other)
+    zero_vs_mean = ScanConfig(batch_size=64, contrast="no-profile", mode="mean")
+    with pytest.raises(DpsLensError, match="settings"):
+        score_heads(planted, discovery, zero_vs_mean, progress=False, reuse=pcs)

@@ -70,4 +70,7 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
         if not distributed.current().is_main:  # under torchrun, rank 0 reports
             return
         print(markdown_table(results), end="")
+        paired = config.out / "paired.md"
+        if paired.read_text().count("\n") > 2:  # a comparison below the header
+            print("\nPaired differences (same examples):\n" + paired.read_text(), end="")
         print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")

@@ -1,29 +1,36 @@
-"""``dps-lens study``: run a packaged study and write its tables."""
+"""``dps-lens study <name>``: run a packaged study and write its tables.
+
+``organism-steering`` (γ and K sweeps) and ``organism-clusters`` (global vs cluster-routed DPS) run
+on a bundled organism; ``lamp`` runs discovery, evaluation and paired comparisons on a real model
+and a LaMP file (``dps_lens.studies.lamp``).
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from simple_parsing import field, flag
 
 from dps_lens import distributed
 from dps_lens.checks import check_positive
 from dps_lens.cli.command import command
+from dps_lens.cli.options import ModelOptions
 from dps_lens.cli.organism import Organism
+from dps_lens.data import load_examples
+from dps_lens.errors import DpsLensError
 from dps_lens.outdir import claim_output
-
-DEFAULT_MODELS = {"organism-steering": "organism-planted", "organism-clusters": "organism-groups"}
+from dps_lens.studies.lamp import LampStudyConfig
 
 
 @dataclass(frozen=True, kw_only=True)
-class StudyConfig:
-    # organism-steering: γ and K sweeps; organism-clusters: global vs cluster-routed DPS
-    name: Literal["organism-steering", "organism-clusters"] = field(positional=True)
-    # default: organism-planted (steering), organism-groups (clusters)
-    model: Organism | None = None
+class OrganismStudyConfig:
+    model: Organism | None = (
+        None  # default: organism-planted (steering), organism-groups (clusters)
+    )
     out: Path | None = None  # default runs/study-<model>
     evaluation_users: int = 300  # held-out users decoded by every method
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
@@ -32,24 +39,99 @@ class StudyConfig:
         check_positive("--evaluation-users", self.evaluation_users)
 
 
-@command(
-    "study",
-    help="run a packaged study and write its tables",
-    config=StudyConfig,
-    data_parallel=True,
-)
-def run(config: StudyConfig, namespace: argparse.Namespace) -> None:
-    if config.name == "organism-clusters":
-        from dps_lens.studies.organism_clusters import run_cluster_study as run_study
-    else:
-        from dps_lens.studies.organism_steering import run_study
-
-    model = config.model or DEFAULT_MODELS[config.name]
-    out = config.out or Path("runs") / f"study-{model}"
-    with claim_output(out):
-        report = run_study(
-            model, out, n_evaluation_users=config.evaluation_users, progress=config.progress
-        )
+def _report(report: dict[str, Any], out: Path) -> None:
     if distributed.current().is_main:  # under torchrun, rank 0 reports
         print(report["markdown"])
         print(f"done in {report['seconds']} s -> {out}")
+
+
+def _organism_study(name: str, default_model: str, study: Callable[..., dict[str, Any]]) -> None:
+    @command(
+        "study", name, help=f"run the {name} study", config=OrganismStudyConfig, data_parallel=True
+    )
+    def run(config: OrganismStudyConfig, namespace: argparse.Namespace) -> None:
+        model = config.model or default_model
+        out = config.out or Path("runs") / f"study-{model}"
+        with claim_output(out):
+            report = study(
+                model, out, n_evaluation_users=config.evaluation_users, progress=config.progress
+            )
+        _report(report, out)
+
+
+def _steering_study(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from dps_lens.studies.organism_steering import run_study
+
+    return run_study(*args, **kwargs)
+
+
+def _cluster_study(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from dps_lens.studies.organism_clusters import run_cluster_study
+
+    return run_cluster_study(*args, **kwargs)
+
+
+_organism_study("organism-steering", "organism-planted", _steering_study)
+_organism_study("organism-clusters", "organism-groups", _cluster_study)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LampStudyOptions(ModelOptions, LampStudyConfig):
+    data: Path  # LaMP data file (JSON/JSONL) of the task
+    out: Path | None = None  # default runs/study-lamp-<task>
+    progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
+
+    def study_config(self) -> LampStudyConfig:
+        return LampStudyConfig(**{f.name: getattr(self, f.name) for f in fields(LampStudyConfig)})
+
+
+@command(
+    "study",
+    "lamp",
+    help="preference heads of a real model on LaMP: racing PCS and ΔPCS, evaluation, paired tests",
+    config=LampStudyOptions,
+    data_parallel=True,
+)
+def run_lamp(config: LampStudyOptions, namespace: argparse.Namespace) -> None:
+    from dps_lens.studies.lamp import run_lamp_study
+
+    examples = load_examples(config.data)
+    found = {str(e.meta.get("task", "")).lower().replace("-", "") for e in examples}
+    if found != {config.task}:
+        raise DpsLensError(
+            f"{config.data} holds {', '.join(sorted(found)) or 'no LaMP task'} examples, not "
+            f"{config.task}: pass --task {' or --task '.join(sorted(found))} or another file"
+        )
+    out = config.out or Path("runs") / f"study-lamp-{config.task}"
+    with claim_output(out):
+        report = run_lamp_study(
+            config.load(), examples, config.study_config(), out, progress=config.progress
+        )
+    _report(report, out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LampCompareOptions:
+    # study output folders (or their report.json), one per (model, task) run
+    reports: list[Path] = field(default_factory=list, nargs="+")
+    out: Path = Path("runs/study-lamp-compare")  # where compare.json and compare.md are written
+
+
+@command(
+    "study",
+    "lamp-compare",
+    help="compare LaMP study runs: cross-task Jaccard of the top-K, depth, share, stability",
+    config=LampCompareOptions,
+)
+def run_lamp_compare(config: LampCompareOptions, namespace: argparse.Namespace) -> None:
+    from dps_lens._io import atomic_write_json, atomic_write_text
+    from dps_lens.studies.lamp_compare import compare_reports, comparison_markdown, read_report
+
+    if len(config.reports) < 2:
+        raise DpsLensError("study lamp-compare needs --reports with two or more study folders")
+    comparison = compare_reports([read_report(path) for path in config.reports])
+    text = comparison_markdown(comparison)
+    with claim_output(config.out):
+        atomic_write_json(config.out / "compare.json", comparison)
+        atomic_write_text(config.out / "compare.md", text)
+    print(text, end="")

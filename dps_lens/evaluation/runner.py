@@ -6,7 +6,8 @@ every finished batch of inputs is appended (flushed and fsynced) to
 ``<out>/methods/<name>.partial.jsonl``, so a run killed mid-method loses at most one batch: the
 same call resumes from the next planned batch, and the batches are those ``generate`` would
 decode (``batch_plan``), so a resumed run's outputs equal an uninterrupted run's.
-``results.csv`` and ``results.md`` hold the table, with bootstrap intervals.
+``results.csv`` and ``results.md`` hold the table, with bootstrap intervals; ``paired.csv`` and
+``paired.md`` every method's paired difference to ``plain`` (and any other pairs asked for).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.evaluation.coherence import output_nll
 from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
+from dps_lens.evaluation.paired import PairedComparison, compare_methods, comparisons_markdown
 from dps_lens.steering.generate import batch_plan, generate, prompt_token_ids
 from dps_lens.steering.methods import Steering
 
@@ -341,8 +343,12 @@ def evaluate_methods(
     config: EvalConfig | None = None,
     out: str | Path | None = None,
     progress: bool = False,
+    pairs: Sequence[tuple[str, Sequence[str]]] | None = None,
 ) -> list[MethodResult]:
-    """Run each method of ``methods`` (name → steering) on ``examples``; write results to ``out``."""
+    """Run each method of ``methods`` (name → steering) on ``examples``; write results to ``out``.
+
+    ``pairs`` lists the paired comparisons ``(method, reference runs)`` written to ``paired.*``;
+    by default every method against ``plain`` when ``plain`` is one of the methods."""
     config = config or EvalConfig()
     if not examples:
         raise DpsLensError("evaluation needs at least one example")
@@ -368,7 +374,31 @@ def evaluate_methods(
         results.append(_summarize(name, rows, examples, task, config))
     if out is not None and main:
         write_tables(results, out)
+        comparisons = compare_results(results, pairs, task, config)
+        write_comparisons(comparisons, out)
     return results
+
+
+def default_pairs(names: Sequence[str]) -> list[tuple[str, Sequence[str]]]:
+    """Every method against ``plain`` (none when ``plain`` was not run)."""
+    return [(name, ("plain",)) for name in names if name != "plain"] if "plain" in names else []
+
+
+def compare_results(
+    results: Sequence[MethodResult],
+    pairs: Sequence[tuple[str, Sequence[str]]] | None,
+    task: str,
+    config: EvalConfig,
+) -> list[PairedComparison]:
+    """Paired differences between the methods of ``results`` (``default_pairs`` when None)."""
+    runs = {result.name: result.rows for result in results}
+    chosen = default_pairs(list(runs)) if pairs is None else pairs
+    return compare_methods(runs, chosen, task, config.n_bootstrap, config.seed)
+
+
+def write_comparisons(comparisons: Sequence[PairedComparison], out: str | Path) -> None:
+    _write_csv(Path(out) / "paired.csv", [c.as_row() for c in comparisons])
+    atomic_write_text(Path(out) / "paired.md", comparisons_markdown(comparisons))
 
 
 def table_rows(results: Sequence[MethodResult]) -> list[dict[str, Any]]:
@@ -403,14 +433,18 @@ def markdown_table(results: Sequence[MethodResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(results: Sequence[MethodResult], out: str | Path) -> None:
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     import csv
     import io
 
-    rows = table_rows(results)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(Path(out) / "results.csv", buffer.getvalue())
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_tables(results: Sequence[MethodResult], out: str | Path) -> None:
+    _write_csv(Path(out) / "results.csv", table_rows(results))
     atomic_write_text(Path(out) / "results.md", markdown_table(results))

@@ -35,7 +35,10 @@ class Inputs:
         self._cache: dict[Path, Any] = {}
 
     def path(self, spec: FigureSpec, option: str) -> Path:
-        name = spec.options.get(option)
+        return self.named(spec, option, spec.options.get(option))
+
+    def named(self, spec: FigureSpec, option: str, name: Any) -> Path:
+        """The path of the study input ``name``, given in ``spec``'s option ``option``."""
         if name not in self.study.inputs:
             raise DataFormatError(
                 f"figure {spec.name!r}: option `{option}` must name one of the study inputs "
@@ -210,6 +213,26 @@ def _attention(inputs: Inputs, spec: FigureSpec) -> Figure:
     )
 
 
+def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
+    from dps_lens.studies.lamp_compare import read_report, run_label
+
+    names = spec.options.get("reports")
+    if not isinstance(names, list) or not names:
+        raise DataFormatError(
+            f"figure {spec.name!r}: option `reports` must list study inputs (lamp report.json)"
+        )
+    select = spec.options.get("select", "pcs")
+    shares, depths = {}, {}
+    for name in names:
+        report = inputs.read(inputs.named(spec, "reports", name), read_report)
+        found = report["discovery"][select]
+        shares[run_label(report)] = found["layer_share"]
+        depths[run_label(report)] = found["depths"]
+    kind = "ΔPCS" if select == "specific" else "PCS"
+    title = spec.options.get("title", f"Share of Σ|PCS| by relative depth ({kind} top-K marked)")
+    return plots.depth_profiles(shares, depths, title)
+
+
 VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only
 BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "pcs_heatmap": _pcs_heatmap,
@@ -223,4 +246,5 @@ BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "method_comparison": _method_comparison,
     "head_masks": _head_masks,
     "attention": _attention,
+    "depth_profile": _depth_profile,
 }

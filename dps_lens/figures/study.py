@@ -70,6 +70,7 @@ FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {
         "template",
         "max_length",
     ),
+    "depth_profile": ("reports", "select", "title"),
 }
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -104,8 +105,12 @@ class Study:
         return [path for path in self.requires if not path.exists()]
 
     def input_names(self, spec: FigureSpec) -> list[str]:
-        """The study inputs a figure reads: its option values that name an input."""
-        return [v for v in spec.options.values() if isinstance(v, str) and v in self.inputs]
+        """The study inputs a figure reads: its option values (or items of a list value) that
+        name an input."""
+        values = [
+            item for v in spec.options.values() for item in (v if isinstance(v, list) else [v])
+        ]
+        return [v for v in values if isinstance(v, str) and v in self.inputs]
 
 
 def _require(table: dict[str, Any], key: str, kind: type[T], where: str) -> T:

@@ -1,5 +1,6 @@
 """Plotly figures; every function returns a ``go.Figure`` in one print-ready style."""
 
+from dps_lens.plots.depth import depth_profiles
 from dps_lens.plots.heads import head_mask_maps, pcs_grid, pcs_heatmap
 from dps_lens.plots.sets import jaccard_across_k, jaccard_heatmap, overlap_vs_k
 from dps_lens.plots.specificity import specificity_scatter
@@ -7,6 +8,7 @@ from dps_lens.plots.style import styled, write_html
 from dps_lens.plots.sweeps import gamma_sweep, k_sweep, method_comparison, metric_curve
 
 __all__ = [
+    "depth_profiles",
     "gamma_sweep",
     "head_mask_maps",
     "jaccard_across_k",

@@ -126,6 +126,36 @@ def _restore(
     return checkpoint
 
 
+def _absorb_earlier(
+    checkpoint: ScanCheckpoint,
+    earlier: HeadScores,
+    model_name: str,
+    digest: str,
+    config: ScanConfig,
+    template: PromptTemplate,
+) -> None:
+    """Take ``earlier``'s finished cells as the with-profile rows of ``checkpoint``."""
+    settings = {"mode": config.mode, "template": template.name, "max_length": config.max_length}
+    theirs = {name: earlier.config.get(name) for name in settings}
+    ablations = ("exact", "racing")  # cells that are ablation values, the same in both scans
+    if config.method not in ablations or earlier.config.get("method") not in ablations:
+        raise DpsLensError(
+            f"only exact or racing scans share cells, not {earlier.config.get('method')!r} "
+            f"with {config.method!r}"
+        )
+    if earlier.model_id != model_name or earlier.data_hash != digest or theirs != settings:
+        raise DpsLensError(
+            f"cannot reuse scores of model {earlier.model_id!r} with settings {theirs}: a scan "
+            f"reuses only a scan of the same model ({model_name!r}), examples and settings {settings}"
+        )
+    n = earlier.n_examples
+    per_example = torch.full_like(checkpoint.per_example, float("nan"))
+    per_example[:n] = earlier.per_example
+    clean_loss = torch.full_like(checkpoint.clean_loss, float("nan"))
+    clean_loss[:n] = earlier.clean_loss
+    checkpoint.absorb(per_example, clean_loss, ~torch.isnan(per_example))
+
+
 def _describe(cells: Sequence[tuple[int, tuple[int, int]]]) -> str:
     """A work unit in words: its examples and heads."""
     rows = sorted({i for i, _ in cells})
@@ -140,10 +170,14 @@ def score_heads(
     template: PromptTemplate | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    reuse: HeadScores | None = None,
 ) -> HeadScores:
     """Score every head (or ``config.heads``) over ``examples`` with ``config.method``.
 
     With ``checkpoint_dir`` the scan saves after every forward pass and resumes from there.
+    ``reuse``: the scores of an earlier scan of the same model, examples, ablation, template and
+    length limit (a PCS race before a ΔPCS race): its finished cells and clean losses are taken
+    as this scan's with-profile cells instead of being computed again.
     """
     config = config or ScanConfig()
     if not examples:
@@ -170,6 +204,8 @@ def score_heads(
     ranks = distributed.current()
     shape = (len(encoded), n_layers, n_heads)
     checkpoint = _restore(directory, key, shape, ranks)
+    if reuse is not None:
+        _absorb_earlier(checkpoint, reuse, str(model.cfg.model_name), digest, config, template)
     # After the key: the memory bound may differ on resume. An explicit size is only lowered;
     # every rank uses the same size, so each batch is the one a single process computes.
     longest = max(len(e.input_ids) for e in encoded)

@@ -19,7 +19,9 @@ from dps_lens.scoring.units import Unit, forward_unit, plan_units
 
 def exact_cells_work(state: ScanState, heads: Sequence[Head], rows: Sequence[int]) -> list[Work]:
     """Exact ablation of ``heads`` on the encoded ``rows`` (in the given order), a layer's heads
-    forked from one run of the blocks below it."""
+    forked from one run of the blocks below it. Rows with the profile and rows without it (the
+    no-profile contrast) never share a forward pass, so a scan that reuses another's
+    with-profile cells skips whole passes."""
     model, encoded, config, pad_id, checkpoint = (
         state.model, state.encoded, state.config, state.pad_id, state.checkpoint
     )  # fmt: skip
@@ -32,7 +34,9 @@ def exact_cells_work(state: ScanState, heads: Sequence[Head], rows: Sequence[int
 
         return Work(unit.cells(), compute)
 
-    return [unit_work(u) for u in plan_units(heads, rows, config.batch_size)]
+    n = state.n_examples
+    groups = ([r for r in rows if r < n], [r for r in rows if r >= n])
+    return [unit_work(u) for g in groups if g for u in plan_units(heads, g, config.batch_size)]
 
 
 @register_scan_method("exact")

@@ -43,11 +43,13 @@ def evaluate_points(
     config: EvalConfig,
     out: Path,
     progress: bool,
+    pairs: Sequence[tuple[str, Sequence[str]]] | None = None,
 ) -> list[MethodResult]:
     """Build each point's ``Steering`` with ``context(point)`` and evaluate them all on
-    ``examples``; the results are in the order of ``points``."""
+    ``examples``; the results are in the order of ``points``. ``pairs`` names the paired
+    comparisons by label (default: every point against ``plain``)."""
     labels = [p.label for p in points]
     if len(set(labels)) != len(labels):
         raise DpsLensError(f"sweep labels must be unique, got {labels}")
     methods = {p.label: p.config.build(context(p)) for p in points}
-    return evaluate_methods(model, examples, methods, config, out, progress)
+    return evaluate_methods(model, examples, methods, config, out, progress, pairs)

@@ -1,0 +1,94 @@
+"""Across LaMP study runs: do a model's heads carry over from one task to the other, and where in
+depth do two model families keep them?
+
+Reads the ``report.json`` of several ``dps-lens study lamp`` runs and writes, for every model run on
+two or more tasks, the Jaccard index of the tasks' top-K head sets (PCS and ΔPCS), and per run the
+mean relative depth of the top-K heads, the top-4% share of Σ|PCS| and the split-half stability.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from dps_lens.errors import DataFormatError
+from dps_lens.headsets import jaccard
+from dps_lens.studies.lamp import SELECTIONS
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A study's ``report.json`` (or the folder holding it), checked for what comparisons read."""
+    path = Path(path)
+    path = path / "report.json" if path.is_dir() else path
+    fix = "pass a study's output folder or its report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataFormatError(f"{path} cannot be read as JSON ({exc}); {fix}") from None
+    needed = ("top", "depths", "layer_share", "top_share", "split_half_jaccard")
+    found = report.get("discovery") if isinstance(report, dict) else None
+    if (
+        not isinstance(found, dict)
+        or not {"model", "task"} <= set(report)
+        or any(
+            not isinstance(found.get(s), dict) or not set(needed) <= set(found[s])
+            for s in SELECTIONS
+        )
+    ):
+        raise DataFormatError(f"{path} is not the report of `dps-lens study lamp`; {fix}")
+    return report
+
+
+def run_label(report: dict[str, Any]) -> str:
+    return f"{Path(report['model']).name} · {report['task']}"
+
+
+def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Cross-task Jaccard within each model and one summary row per run."""
+    runs = []
+    for report in reports:
+        row: dict[str, Any] = {"run": run_label(report), "model": report["model"],
+                               "task": report["task"]}  # fmt: skip
+        for select in SELECTIONS:
+            found = report["discovery"][select]
+            row[f"{select}_depth"] = sum(found["depths"]) / len(found["depths"])
+            row[f"{select}_top_share"] = found["top_share"]
+            row[f"{select}_stability"] = found["split_half_jaccard"]
+        runs.append(row)
+    cross_task = [
+        {
+            "model": a["model"],
+            "tasks": [a["task"], b["task"]],
+            **{
+                select: jaccard(a["discovery"][select]["top"], b["discovery"][select]["top"])
+                for select in SELECTIONS
+            },
+        }
+        for a, b in combinations(reports, 2)
+        if a["model"] == b["model"] and a["task"] != b["task"]
+    ]
+    return {"runs": runs, "cross_task": cross_task}
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    """``compare.md`` from ``compare.json``."""
+    lines = [
+        "| run | mean depth (PCS / ΔPCS top-K) | top-4% share of Σ|PCS| | split-half Jaccard "
+        "(PCS / ΔPCS) |",
+        "|---|---|---|---|",
+    ]
+    for r in comparison["runs"]:
+        lines.append(
+            f"| {r['run']} | {r['pcs_depth']:.2f} / {r['specific_depth']:.2f} | "
+            f"{r['pcs_top_share']:.2f} | {r['pcs_stability']:.2f} / {r['specific_stability']:.2f} |"
+        )
+    lines += ["", "| model | tasks | Jaccard of the top-K (PCS) | (ΔPCS) |", "|---|---|---|---|"]
+    for c in comparison["cross_task"]:
+        lines.append(
+            f"| {Path(c['model']).name} | {' vs '.join(c['tasks'])} | {c['pcs']:.2f} | "
+            f"{c['specific']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
