@@ -139,6 +139,9 @@ def test_evaluate_compares_methods_on_held_out_users(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| plain | 16 |" in printed and "| dps | 16 |" in printed and "| cad | 16 |" in printed
+    paired = printed.split("Paired differences (same examples):\n")[1]
+    assert paired.startswith((out / "paired.md").read_text())  # the table evaluate wrote
+    assert "| dps | plain | 16 |" in paired and "| cad | plain | 16 |" in paired
     evaluated = {json.loads(line)["user_id"] for line in (out / "methods" / "dps.jsonl").open()}
     assert len(evaluated) == 8  # the evaluation half of 16 users (2 queries each)
 

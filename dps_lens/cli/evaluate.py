@@ -46,7 +46,14 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
     config=EvaluateConfig,
 )
 def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
-    from dps_lens.evaluation import EvalConfig, evaluate_methods, markdown_table
+    from dps_lens.evaluation import (
+        EvalConfig,
+        comparisons_markdown,
+        evaluate_methods,
+        markdown_table,
+        task_of,
+    )
+    from dps_lens.evaluation.runner import compare_results
 
     if config.data is None:
         raise DpsLensError("evaluate needs --data FILE")
@@ -70,7 +77,12 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
         if not distributed.current().is_main:  # under torchrun, rank 0 reports
             return
         print(markdown_table(results), end="")
-        paired = config.out / "paired.md"
-        if paired.read_text().count("\n") > 2:  # a comparison below the header
-            print("\nPaired differences (same examples):\n" + paired.read_text(), end="")
+        comparisons = compare_results(
+            results, None, eval_config.task or task_of(examples), eval_config
+        )
+        if comparisons:
+            print(
+                "\nPaired differences (same examples):\n" + comparisons_markdown(comparisons),
+                end="",
+            )
         print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")
