@@ -29,6 +29,8 @@ ENTRIES: list[tuple[str, tuple[str, ...], str]] = [
      "dps-lens study organism-clusters"),
     ("results/smollm2-lamp7/discover/scores.json", ("config", "seconds"),
      "dps-lens discover (SmolLM2-135M-Instruct, 4 LaMP-7 examples, all heads, exact)"),
+    ("results/study-lamp/smollm2-lamp7/report.json", ("seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7, 32 discovery / 64 evaluation users)"),
 ]  # fmt: skip
 
 

@@ -40,6 +40,7 @@ def test_head_profile_depth_share_and_stability():
     total = per_example.mean(0).abs().sum().item()
     assert profile["top_share"] == pytest.approx(per_example[:, 4, 1].mean().item() / total)
     assert profile["split_half_jaccard"] == 1.0  # the two heads stand out in every half
+    assert profile["evaluations"] == profile["evaluations_exact"] == 16 * 25
     layer_sums = per_example.mean(0).abs().sum(1) / total
     assert profile["layer_share"] == pytest.approx(layer_sums.tolist())
 
@@ -96,6 +97,7 @@ def test_lamp_study_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["n_discovery_examples"] == 6 and report["n_evaluation_examples"] == 4
+    assert report["discovery_seconds"] > 0 and report["evaluation_seconds"] > 0
     for select in ("pcs", "specific"):
         saved = HeadScores.load(out / f"discovery-{select}")
         assert saved.config["method"] == "racing" and saved.status is not None
@@ -119,6 +121,8 @@ def test_lamp_study_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert main(args) == 0  # every scan and method resumes from its saved state
     again = json.loads((out / "report.json").read_text())
     assert again["comparisons"] == report["comparisons"]
+    assert again["evaluation_seconds"] == report["evaluation_seconds"]  # survives a resume
+    assert again["discovery_seconds"] == pytest.approx(report["discovery_seconds"], abs=5.0)
 
 
 def test_lamp_study_refuses_data_of_another_task(tmp_path, capsys):

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
+
 from dps_lens import distributed
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.checks import check_float, check_positive
@@ -125,6 +127,9 @@ def head_profile(scores: HeadScores, k: int, by: Select, n_splits: int) -> dict[
         "n_top_share": n_top,
         "split_half_jaccard": sum(stability) / len(stability),
         "n_examples": scores.n_examples,
+        # ablated (head, example) cells scored, against every head on every example
+        "evaluations": int((~torch.isnan(scores.per_example)).sum()),
+        "evaluations_exact": scores.n_examples * scores.n_layers * scores.n_heads,
     }
 
 
@@ -243,7 +248,10 @@ def run_lamp_study(
         "evaluation_table": markdown_table(results),
         "comparisons": [c.as_row() for c in comparisons],
         "comparisons_table": comparisons_markdown(comparisons),
-        "seconds": round(time.perf_counter() - started, 1),
+        # compute time of the scans and the decoding, summed over interrupted and resumed calls
+        "discovery_seconds": round(sum(float(s.config["seconds"]) for s in scores.values()), 1),
+        "evaluation_seconds": round(sum(r.seconds_per_token * r.n_generated for r in results), 1),
+        "seconds": round(time.perf_counter() - started, 1),  # this call
     }
     text = report_markdown(report)
     if distributed.current().is_main:
@@ -260,18 +268,19 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['n_discovery_examples']} discovery examples, {report['n_evaluation_examples']} "
         f"evaluation examples (disjoint users); {report['n_layers']} layers × "
-        f"{report['n_heads']} heads; {report['seconds']} s.",
+        f"{report['n_heads']} heads. Compute time: discovery {report['discovery_seconds']} s, "
+        f"decoding {report['evaluation_seconds']} s (over every call that resumed the study).",
         "",
         "| head set | top heads | mean relative depth | top-4% share of Σ|PCS| "
-        "| split-half Jaccard of the top k |",
-        "|---|---|---|---|---|",
+        "| split-half Jaccard of the top k | cells scored by racing (of all) |",
+        "|---|---|---|---|---|---|",
     ]
     for select, p in report["discovery"].items():
         depth = sum(p["depths"]) / len(p["depths"])
         lines.append(
             f"| {SELECTIONS[select]} | {', '.join(head_name(tuple(h)) for h in p['top'])} | "
             f"{depth:.2f} | {p['top_share']:.2f} ({p['n_top_share']} heads) | "
-            f"{p['split_half_jaccard']:.2f} |"
+            f"{p['split_half_jaccard']:.2f} | {p['evaluations']} ({p['evaluations_exact']}) |"
         )
     lines += [
         "",
