@@ -29,8 +29,10 @@ ENTRIES: list[tuple[str, tuple[str, ...], str]] = [
      "dps-lens study organism-clusters"),
     ("results/smollm2-lamp7/discover/scores.json", ("config", "seconds"),
      "dps-lens discover (SmolLM2-135M-Instruct, 4 LaMP-7 examples, all heads, exact)"),
-    ("results/study-lamp/smollm2-lamp7/report.json", ("seconds",),
-     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7, 32 discovery / 64 evaluation users)"),
+    ("results/study-lamp/smollm2-lamp7/report.json", ("discovery_seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7): discovery, 32 users, two races"),
+    ("results/study-lamp/smollm2-lamp7/report.json", ("evaluation_seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7): decoding, 64 users, 11 runs"),
 ]  # fmt: skip
 
 

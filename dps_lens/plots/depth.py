@@ -45,4 +45,6 @@ def depth_profiles(
             )
     figure.update_xaxes(title="relative depth (layer / layers)", range=[0, 1])
     figure.update_yaxes(title="share of Σ|PCS|", rangemode="tozero")
-    return styled(figure, title, width=720)
+    styled(figure, title, width=720, height=460)
+    figure.update_layout(legend={"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"})
+    return figure
