@@ -177,6 +177,9 @@ def test_depth_profile_figure_rebuilds_when_a_report_changes(tmp_path, capsys):
     assert all(json.dumps(f"{n} · lamp7")[1:-1] in html for n in "ab")  # trace names, as JSON
     (tmp_path / "b" / "report.json").write_text(json.dumps(_report("m/b", "lamp7", (1, 1))))
     assert main(command) == 0 and capsys.readouterr().out.count("built") == 1
+    study.write_text(study.read_text() + 'select = "both"\n')
+    assert main(command) == 2
+    assert "option `select` must be pcs or specific" in capsys.readouterr().err
 
 
 def test_depth_profiles_put_layers_on_relative_depth():

@@ -222,6 +222,10 @@ def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
             f"figure {spec.name!r}: option `reports` must list study inputs (lamp report.json)"
         )
     select = spec.options.get("select", "pcs")
+    if select not in ("pcs", "specific"):
+        raise DataFormatError(
+            f"figure {spec.name!r}: option `select` must be pcs or specific, got {select!r}"
+        )
     shares, depths = {}, {}
     for name in names:
         report = inputs.read(inputs.named(spec, "reports", name), read_report)

@@ -81,7 +81,7 @@ class LampStudyConfig:
         for gamma in self.gammas:
             check_float("--gammas", gamma, low=0, low_open=True)
 
-    def scan(self, select: str) -> ScanConfig:
+    def scan(self, select: Select) -> ScanConfig:
         """Racing exact PCS (``pcs``) or racing ΔPCS with the no-profile contrast (``specific``)."""
         config = ScanConfig(
             method="racing", k=self.k, delta=self.delta, round_size=self.round_size,
