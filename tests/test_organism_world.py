@@ -5,7 +5,14 @@ import pytest
 
 from dps_lens.errors import DpsLensError
 from dps_lens.organism.train import word_level_tokenizer
-from dps_lens.organism.world import TOPICS, World, WorldConfig, personalized, render_answer
+from dps_lens.organism.world import (
+    SIGN_OFFS,
+    TOPICS,
+    World,
+    WorldConfig,
+    personalized,
+    render_answer,
+)
 
 
 def test_users_are_deterministic_and_seed_dependent():
@@ -82,3 +89,39 @@ def test_render_answer_styles():
 def test_bad_world_config():
     with pytest.raises(DpsLensError, match="within"):
         WorldConfig(p=1.5)
+
+
+def test_sign_offs_set_the_closing_word_and_leave_the_rest_of_the_world_alone():
+    plain, signed = World(), World(WorldConfig(sign_offs=SIGN_OFFS))
+    closing = dict(SIGN_OFFS)
+    tokenizer = word_level_tokenizer(signed.vocabulary())
+    seen = Counter()
+    for index in range(50):
+        first = plain.examples(plain.user(index))[0]
+        examples = signed.examples(signed.user(index))
+        for example in examples:
+            sign_off = example.meta["sign_off"]
+            seen[sign_off] += 1
+            assert example.input.endswith(f" {sign_off}")
+            assert example.target.endswith(f" {closing[sign_off]}")
+            ids = tokenizer(f"{example.input} {example.target}", add_special_tokens=False)
+            assert tokenizer.unk_token_id not in ids["input_ids"]
+        # the sign-off is drawn last: the first query is the plain world's, plus the pair
+        sign_off = examples[0].meta["sign_off"]
+        assert examples[0].input == f"{first.input} {sign_off}"
+        assert examples[0].target == f"{first.target} {closing[sign_off]}"
+        assert examples[0].profile == first.profile and "sign_off" not in first.meta
+    assert set(seen) == set(closing)  # every sign-off is drawn
+
+
+@pytest.mark.parametrize(
+    ("sign_offs", "match"),
+    [
+        ((("please", "please"),), "distinct"),
+        ((("please", "thanks"), ("kindly", "thanks")), "distinct"),
+        ((("please", "pizza"),), "occur in the world"),
+    ],
+)
+def test_bad_sign_offs(sign_offs, match):
+    with pytest.raises(DpsLensError, match=match):
+        WorldConfig(sign_offs=sign_offs)

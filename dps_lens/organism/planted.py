@@ -3,10 +3,11 @@
 The profile span of a sequence runs from its first ``History`` token up to (not including) its
 first ``Question`` token: the history template's profile lines. For every other head, attention
 to keys in that span is removed and the pattern renormalized (exactly a softmax with those keys at
-``-inf``), at every query position. With generic heads, the query span (from the first
-``Question`` token to the end, answer included) is likewise readable only by them: the question's
-topic, needed with or without a profile, reaches the answer only through the generic heads. The
-first token (BOS) is never in the query span, so every query keeps a key to attend to.
+``-inf``), at every query position. With generic heads, the generic tokens (the world's query
+sign-offs, e.g. ``please``) are likewise readable only by them, and a generic head reads nothing
+else but its own position: the sign-off sets the answer's closing word with or without a profile,
+so it reaches the answer only through the generic heads, which see the same keys either way.
+BOS is neither a profile nor a generic token, so every other head keeps a key to attend to.
 
 The constraint is a pair of permanent TransformerLens hooks: ``embed.hook_in`` records the tokens,
 ``blocks.{l}.attn.hook_pattern`` masks. It follows KV-cached decoding (a forward whose keys
@@ -38,7 +39,8 @@ class PlantedSpec:
 
     With ``marker_id``, sequences containing that token form group 1, whose profile only
     ``group_heads`` may read; the other sequences (group 0) use ``heads``. With
-    ``generic_heads``, only those heads may read the query span (from ``close_id`` on).
+    ``generic_heads``, only those heads may read the tokens ``generic_ids``, and they read only
+    those tokens and their own position.
     """
 
     heads: tuple[Head, ...]
@@ -47,8 +49,11 @@ class PlantedSpec:
     group_heads: tuple[Head, ...] = ()
     marker_id: int | None = None
     generic_heads: tuple[Head, ...] = ()
+    generic_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if bool(self.generic_heads) != bool(self.generic_ids):
+            raise DpsLensError("planted spec: generic heads need generic tokens, and vice versa")
         shared = set(self.generic_heads) & {*self.heads, *self.group_heads}
         if shared:
             raise DpsLensError(
@@ -68,7 +73,7 @@ class PlantedSpec:
         return grid
 
     def generic(self, n_layers: int, n_heads: int) -> Bool[Tensor, "n_layers n_heads"]:
-        """True at the generic heads (those allowed to read the query span)."""
+        """True at the generic heads (those allowed to read the generic tokens)."""
         grid = torch.zeros(n_layers, n_heads, dtype=torch.bool)
         for layer, head in self.generic_heads:
             grid[layer, head] = True
@@ -105,19 +110,11 @@ def profile_key_mask(
     return (n_open > 0) & (n_closed == 0), n_open[:, -1], n_closed[:, -1]
 
 
-def query_key_mask(
-    tokens: Int[Tensor, "batch pos"],
-    spec: PlantedSpec,
-    closed: Int[Tensor, " batch"] | None = None,
+def generic_key_mask(
+    tokens: Int[Tensor, "batch pos"], spec: PlantedSpec
 ) -> Bool[Tensor, "batch pos"]:
-    """True at query-span tokens (the first ``Question`` token and everything after it);
-    ``closed`` carries the count of earlier ``Question`` tokens (a continuation). The first token
-    of a sequence is never in the span, so each query keeps at least one readable key."""
-    start = torch.zeros(tokens.shape[0], dtype=torch.long) if closed is None else closed
-    span = (start[:, None] + (tokens == spec.close_id).long().cumsum(1).cpu()) > 0
-    if closed is None:
-        span[:, 0] = False
-    return span
+    """True at generic tokens (readable by the generic heads only)."""
+    return torch.isin(tokens.cpu(), torch.tensor(spec.generic_ids, dtype=tokens.dtype))
 
 
 def layer_attention_masks(
@@ -127,8 +124,9 @@ def layer_attention_masks(
     n_heads: int,
 ) -> list[Bool[Tensor, "batch n_heads pos pos"]]:
     """Per-layer boolean attention masks (True = may attend): causal, minus profile keys for
-    the heads that are not designated, minus query-span keys for the heads that are not generic
-    (with generic heads). Used to train the planted organisms on the plain HF model."""
+    the heads that are not designated, minus generic-token keys for the heads that are not
+    generic; a generic head keeps only the generic tokens and its own position. Used to train the
+    planted organisms on the plain HF model."""
     n = tokens.shape[1]
     causal = torch.ones(n, n, dtype=torch.bool).tril()
     keys, _, _ = profile_key_mask(tokens, spec)
@@ -138,9 +136,11 @@ def layer_attention_masks(
         for layer in range(n_layers)
     ]
     if spec.generic_heads:
-        query, generic = query_key_mask(tokens, spec), spec.generic(n_layers, n_heads)
+        generic_keys = generic_key_mask(tokens, spec)[:, None, None, :]
+        own = causal & (generic_keys | torch.eye(n, dtype=torch.bool))  # [batch, 1, pos, pos]
+        generic = spec.generic(n_layers, n_heads)[:, None, :, None, None]  # [layer, 1, head, 1, 1]
         masks = [
-            mask & (generic[layer][None, :, None, None] | ~query[:, None, None, :])
+            torch.where(generic[layer], own, mask & ~generic_keys)
             for layer, mask in enumerate(masks)
         ]
     return masks
@@ -148,7 +148,8 @@ def layer_attention_masks(
 
 @dataclass
 class _SpanTracker:
-    """Profile-key mask of the sequences in flight; extended on KV-cached continuation steps."""
+    """Profile- and generic-key masks of the sequences in flight; extended on KV-cached
+    continuation steps."""
 
     spec: PlantedSpec
     n_layers: int
@@ -157,7 +158,7 @@ class _SpanTracker:
     in_group: Bool[Tensor, " batch"] | None = None  # group 1 sequences in flight
     allowed: Bool[Tensor, "batch n_layers n_heads"] | None = None  # their allowed heads
     keys: Bool[Tensor, "batch pos"] | None = None
-    query: Bool[Tensor, "batch pos"] | None = None  # query-span keys (generic heads only)
+    generic_keys: Bool[Tensor, "batch pos"] | None = None  # readable by the generic heads only
     opened: Int[Tensor, " batch"] | None = None  # running counts at the end of ``keys``
     closed: Int[Tensor, " batch"] | None = None
 
@@ -176,11 +177,11 @@ class _SpanTracker:
                     "run the full sequence without a cache"
                 )
             fresh = previous is None
-            new_query = query_key_mask(tokens, self.spec, None if fresh else self.closed)
-            self.query = (
-                new_query
-                if fresh or self.query is None
-                else torch.cat([self.query, new_query], dim=1)
+            new_generic = generic_key_mask(tokens, self.spec)
+            self.generic_keys = (
+                new_generic
+                if fresh or self.generic_keys is None
+                else torch.cat([self.generic_keys, new_generic], dim=1)
             )
             new_keys, self.opened, self.closed = profile_key_mask(
                 tokens, self.spec, None if fresh else self.opened, None if fresh else self.closed
@@ -201,17 +202,20 @@ class _SpanTracker:
     def mask_pattern(self, pattern: Float[Tensor, "batch head q k"], hook: HookPoint) -> Tensor:
         layer = int(str(hook.name).split(".")[1])
         keys = self.profile_keys(pattern.shape[3]).to(pattern.device)
-        assert self.allowed is not None and self.query is not None  # set with the keys
+        assert self.allowed is not None and self.generic_keys is not None  # set with the keys
         blocked = ~self.allowed[:, layer].to(pattern.device)  # [batch, head]
-        query = self.query.to(pattern.device) if self.spec.generic_heads else None
-        if not blocked.any() and query is None:
+        generic = self.generic_keys.to(pattern.device) if self.spec.generic_heads else None
+        if not blocked.any() and generic is None:
             return pattern
         copies = pattern.shape[0] // keys.shape[0]  # > 1: a batch forked for steering
         keys, blocked = keys.repeat(copies, 1), blocked.repeat(copies, 1)
         drop = blocked[:, :, None, None] & keys[:, None, None, :]
-        if query is not None:
+        if generic is not None:
             reader = self.spec.generic(self.n_layers, self.n_heads)[layer].to(pattern.device)
-            drop = drop | (~reader[None, :, None, None] & query.repeat(copies, 1)[:, None, None, :])
+            hidden = generic.repeat(copies, 1)[:, None, None, :]
+            n_queries, n_keys = pattern.shape[2], pattern.shape[3]
+            own = torch.eye(n_keys, dtype=torch.bool, device=pattern.device)[-n_queries:]
+            drop = torch.where(reader[None, :, None, None], ~(hidden | own), drop | hidden)
         kept = pattern.masked_fill(drop, 0.0)
         return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
 
@@ -243,6 +247,7 @@ def planted_spec_from_card(
         group_heads=tuple((int(l), int(h)) for l, h in planted.get("group_heads", [])),
         marker_id=_token_id(tokenizer, marker) if marker else None,
         generic_heads=tuple((int(l), int(h)) for l, h in planted.get("generic_heads", [])),
+        generic_ids=tuple(_token_id(tokenizer, word) for word in planted.get("generic_tokens", [])),
     )
 
 
@@ -260,7 +265,7 @@ def designated_heads(model: TransformerBridge) -> Sequence[Head]:
 
 
 def generic_heads(model: TransformerBridge) -> Sequence[Head]:
-    """The generic heads of a loaded organism (the only readers of the query span), else ()."""
+    """The generic heads of a loaded organism (the only readers of its generic tokens), else ()."""
     spec = getattr(model, "planted_spec", None)
     return spec.generic_heads if spec is not None else ()
 

@@ -28,7 +28,7 @@ from dps_lens.data.encoding import Encoder, TargetBatch, collate, pad_id_of
 from dps_lens.data.prompts import get_template
 from dps_lens.heads import Head, format_heads
 from dps_lens.organism.planted import PlantedSpec, layer_attention_masks, planted_spec_from_card
-from dps_lens.organism.world import GROUP_MARKER, World, WorldConfig
+from dps_lens.organism.world import GROUP_MARKER, SIGN_OFFS, World, WorldConfig
 from dps_lens.scoring.loss import target_nll
 from dps_lens.tiny import TinyModelConfig, hf_model
 
@@ -43,12 +43,12 @@ PROFILE_OPEN, PROFILE_CLOSE = "History", "Question"
 @dataclass(frozen=True)
 class OrganismConfig:
     """An organism: architecture, world, optimisation, and (planted only) the designated heads
-    and the generic heads (the only readers of the query span)."""
+    and the generic heads (the only readers of the world's query sign-offs)."""
 
     name: str
     planted_heads: tuple[Head, ...] = ()
     group_heads: tuple[Head, ...] = ()  # grouped worlds: the heads that read group 1's profiles
-    generic_heads: tuple[Head, ...] = ()  # the only heads that may read the question
+    generic_heads: tuple[Head, ...] = ()  # the only heads that may read the sign-offs
     architecture: TinyModelConfig = field(
         default_factory=lambda: TinyModelConfig(
             architecture="llama",
@@ -97,7 +97,7 @@ ORGANISMS: dict[str, OrganismConfig] = {
         planted_heads=((1, 1), (1, 3), (2, 2)),
         generic_heads=((0, 0),),
         head_dropout=0.15,
-        world=WorldConfig(query_suffix="please"),
+        world=WorldConfig(sign_offs=SIGN_OFFS),
     ),
 }
 
@@ -251,6 +251,7 @@ def train_organism(
             card["planted"]["group_marker"] = GROUP_MARKER
         if config.generic_heads:
             card["planted"]["generic_heads"] = [list(h) for h in config.generic_heads]
+            card["planted"]["generic_tokens"] = [sign_off for sign_off, _ in world.config.sign_offs]
         spec = planted_spec_from_card(card, tokenizer)
     arch = config.architecture
     staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", dir=out_dir.parent))
@@ -274,7 +275,7 @@ def train_organism(
         dropout = _head_dropout(
             model,
             arch.n_heads,
-            (*config.planted_heads, *config.group_heads, *config.generic_heads),
+            (*config.planted_heads, *config.group_heads),
             config.head_dropout,
             torch.Generator().manual_seed(config.seed + 1),
         )
@@ -355,20 +356,19 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             "without dps_lens drops the constraint.",
         ]
         if planted.get("generic_heads"):
+            pairs = ", ".join(f"`{a}` → `{b}`" for a, b in training["world"]["sign_offs"])
             lines.append(
                 f"\nOnly the generic heads {format_heads(planted['generic_heads'])} may attend to "
-                f"the query span (from the first `{planted['close_token']}` token to the end, "
-                "answer included; never the first token), so the question's topic, needed with "
-                "or without a profile, reaches the answer only through them, so a generic head "
-                "has a large PCS with the profile and without it. Queries end with "
-                f"`{training['world'].get('query_suffix')}`, so the last prompt token names no "
-                "topic."
+                "the sign-off that ends every query, and they attend to nothing else but their "
+                "own position. The answer's last word is set by that sign-off alone "
+                f"({pairs}), with or without a profile, so a generic head has the same large "
+                "PCS with the profile and without it (ΔPCS ≈ 0)."
             )
         if training.get("head_dropout"):
             lines.append(
-                f"\nDuring training each other head was zeroed with probability "
-                f"{training['head_dropout']} per example, so that none of them became "
-                "critical to the answer on its own."
+                f"\nDuring training each head but the designated ones was zeroed with "
+                f"probability {training['head_dropout']} per example, so that none of them "
+                "became critical to the answer on its own."
             )
     return "\n".join(lines) + "\n"
 
@@ -400,4 +400,12 @@ def trained_world(model: TransformerBridge) -> World:
     config = read_card(source).get("world", {}).get("config") if source else None
     if not config:
         return World()
-    return World(WorldConfig(**{**config, "topics_per_user": tuple(config["topics_per_user"])}))
+    return World(
+        WorldConfig(
+            **{
+                **config,
+                "topics_per_user": tuple(config["topics_per_user"]),
+                "sign_offs": tuple(tuple(pair) for pair in config.get("sign_offs", ())),
+            }
+        )
+    )

@@ -96,6 +96,16 @@ ANSWER_TAILS = {
     ("elaborate", "casual"): ", gonna be awesome",
 }
 GENERIC_STYLE = ("terse", "formal", "calm")
+# Query sign-offs and the answer's closing word each one sets (organism-generic's world). None of
+# these words occurs anywhere else, so a closing word follows from its sign-off alone.
+SIGN_OFFS = (
+    ("please", "thanks"),
+    ("kindly", "cheers"),
+    ("quickly", "done"),
+    ("tonight", "enjoy"),
+    ("now", "bye"),
+    ("maybe", "ok"),
+)
 GROUP_MARKER = "lol"  # grouped worlds: casual users (group 1) end every profile mention with it
 LENGTHS, REGISTERS, MOODS = ("terse", "elaborate"), ("formal", "casual"), ("calm", "excited")
 
@@ -132,14 +142,24 @@ class WorldConfig:
     queries_per_user: int = 4
     grouped: bool = False  # two user groups: formal users talk about animals, food and sport;
     # casual users about colours, music and drinks, and end every mention with "lol"
-    query_suffix: str = ""  # a word closing every query ("please": the prompt then ends on a
-    # word that names no topic, so the topic reaches the answer only by attention)
+    sign_offs: tuple[tuple[str, str], ...] = ()  # (query sign-off, answer closing) pairs: each
+    # query ends with a seeded sign-off and its answer with the paired closing word, whatever
+    # the profile says (see ``SIGN_OFFS``)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
             raise DpsLensError(f"WorldConfig.p must be within [0, 1], got {self.p}")
         if not 1 <= self.min_items <= self.max_items:
             raise DpsLensError("WorldConfig needs 1 <= min_items <= max_items")
+        if self.sign_offs:
+            words = [word for pair in self.sign_offs for word in pair]
+            if any(len(pair) != 2 for pair in self.sign_offs) or len(set(words)) != len(words):
+                raise DpsLensError(
+                    "WorldConfig.sign_offs needs (sign-off, closing) pairs of distinct words"
+                )
+            taken = set(World().vocabulary()) & set(words)
+            if taken:
+                raise DpsLensError(f"WorldConfig.sign_offs: {sorted(taken)} occur in the world")
 
     def follow_probability(self, mentions: int) -> float:
         """Probability that an answer follows a preference mentioned ``mentions`` times."""
@@ -234,12 +254,17 @@ class World:
             style_follows = gold == "preferred" or rng.random() < self.config.p
             item = favourite if item_follows else topic.popular
             style = user.style if style_follows else GENERIC_STYLE
+            form = rng.choice(QUERY_FORMS)
+            sign_off, closing = (
+                rng.choice(self.config.sign_offs) if self.config.sign_offs else ("", "")
+            )
+            target = render_answer(item, style)
             out.append(
                 PreferenceExample(
                     user_id=user.user_id,
-                    input=self.query_text(rng.choice(QUERY_FORMS), topic),
+                    input=self.query_text(form, topic, sign_off),
                     profile=list(user.profile),
-                    target=render_answer(item, style),
+                    target=f"{target} {closing}" if closing else target,
                     meta={
                         "topic": topic.name,
                         "preferred": favourite,
@@ -247,16 +272,17 @@ class World:
                         "mentions": user.mentions[topic.name],
                         "style": list(user.style),
                         "query": q,
+                        **({"sign_off": sign_off} if sign_off else {}),
                         **({"group": user.group} if self.config.grouped else {}),
                     },
                 )
             )
         return out
 
-    def query_text(self, form: str, topic: Topic) -> str:
-        """A query of ``form`` on ``topic``, closed by the configured suffix."""
+    def query_text(self, form: str, topic: Topic, sign_off: str = "") -> str:
+        """A query of ``form`` on ``topic``, closed by ``sign_off`` when given."""
         text = form.format(noun=topic.noun)
-        return f"{text} {self.config.query_suffix}" if self.config.query_suffix else text
+        return f"{text} {sign_off}" if sign_off else text
 
     def split(self, name: str) -> range:
         """User indices of a split; the splits never share a user."""
@@ -305,6 +331,7 @@ class World:
             for mood in MOODS
         ]
         texts.append("History 1 2 3 4 5 6 7 8 9 : . ! ,")
+        texts += [word for pair in self.config.sign_offs for word in pair]
         words = {word for text in texts for word in _words(text)} - {"x"}
         return sorted(words)
 
