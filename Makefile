@@ -52,6 +52,7 @@ test: $(STAMP) wordnet chromium browser-assets
 figures: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism.toml
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism-clusters.toml
+	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/organism-generic.toml
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/lamp.toml
 	@if [ -d ../shared/models ]; then \
 		HF_HUB_OFFLINE=1 $(BIN)/dps-lens figures --study figures/smollm2-lamp7.toml && \

@@ -81,6 +81,19 @@ def test_organism_data_then_discover_finds_the_planted_heads(tmp_path, capsys):
     assert found == {(1, 1), (1, 3), (2, 2)}
 
 
+def test_sign_off_data_then_specific_discovery_drops_the_generic_head(tmp_path, capsys):
+    data = tmp_path / "discovery.jsonl"
+    assert main(["organism", "data", "--sign-offs", "--users", "40", "--out", str(data)]) == 0
+    assert all(json.loads(line)["meta"]["sign_off"] for line in data.read_text().splitlines())
+    runs = {}
+    for select in ("pcs", "specific"):
+        out = runs[select] = tmp_path / select
+        args = ["--contrast", "no-profile", "--select", select, "--k", "3"]
+        assert main(discover_args("organism-generic", data, out, *args)) == 0
+    heads = {s: {tuple(h) for h in json.loads((o / "top_k.json").read_text())["heads"]} for s, o in runs.items()}  # fmt: skip
+    assert heads["specific"] == {(1, 1), (1, 3), (2, 2)} and (0, 0) in heads["pcs"]
+
+
 def test_organism_train_is_seeded_and_writes_a_loadable_card(tmp_path, capsys):
     from dps_lens.models import load_model
     from dps_lens.organism.train import read_card

@@ -54,6 +54,7 @@ class DataConfig:
     queries_per_user: int = 2  # examples per user
     seed: int = 0  # world seed
     grouped: bool = False  # the two-group world of organism-groups
+    sign_offs: bool = False  # the sign-off world of organism-generic
 
     def __post_init__(self) -> None:
         check_positive("--users", self.users)
@@ -63,9 +64,10 @@ class DataConfig:
 @command("organism", "data", help="write world examples as JSONL (for discover)", config=DataConfig)
 def data(config: DataConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.data import write_jsonl
-    from dps_lens.organism.world import World, WorldConfig
+    from dps_lens.organism.world import SIGN_OFFS, World, WorldConfig
 
-    world = World(WorldConfig(seed=config.seed, grouped=config.grouped))
+    sign_offs = SIGN_OFFS if config.sign_offs else ()
+    world = World(WorldConfig(seed=config.seed, grouped=config.grouped, sign_offs=sign_offs))
     examples = world.split_examples(
         config.split, config.users, queries_per_user=config.queries_per_user
     )
