@@ -90,7 +90,10 @@ def test_sign_off_data_then_specific_discovery_drops_the_generic_head(tmp_path, 
         out = runs[select] = tmp_path / select
         args = ["--contrast", "no-profile", "--select", select, "--k", "3"]
         assert main(discover_args("organism-generic", data, out, *args)) == 0
-    heads = {s: {tuple(h) for h in json.loads((o / "top_k.json").read_text())["heads"]} for s, o in runs.items()}  # fmt: skip
+    heads = {
+        select: {tuple(h) for h in json.loads((out / "top_k.json").read_text())["heads"]}
+        for select, out in runs.items()
+    }
     assert heads["specific"] == {(1, 1), (1, 3), (2, 2)} and (0, 0) in heads["pcs"]
 
 

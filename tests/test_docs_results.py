@@ -56,6 +56,12 @@ def _lamp_report(report: dict[str, Any]) -> str:
     return report_markdown(report)
 
 
+def _lamp_comparison(report: dict[str, Any]) -> str:
+    from dps_lens.studies.lamp_compare import comparison_markdown
+
+    return comparison_markdown(report)
+
+
 def _ranked(rows: list[dict[str, Any]]) -> str:
     from dps_lens.scoring.head_scores import ranked_markdown
 
@@ -74,6 +80,8 @@ def _renderer(report: Any) -> Callable[[Any], str]:
         return _steering_sweep
     if "discovery" in report and "comparisons" in report:
         return _lamp_report
+    if "runs" in report and "cross_task" in report:
+        return _lamp_comparison
     raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
 
 
