@@ -33,6 +33,14 @@ ENTRIES: list[tuple[str, tuple[str, ...], str]] = [
      "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7): discovery, 32 users, two races"),
     ("results/study-lamp/smollm2-lamp7/report.json", ("evaluation_seconds",),
      "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7): decoding, 64 users, 11 runs"),
+    ("results/study-lamp/gemma3-lamp7/report.json", ("discovery_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-7): discovery, 32 users, two races"),
+    ("results/study-lamp/gemma3-lamp7/report.json", ("evaluation_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-7): decoding, 64 users, 11 runs"),
+    ("results/study-lamp/gemma3-lamp4/report.json", ("discovery_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-4): discovery, 32 users, two races"),
+    ("results/study-lamp/gemma3-lamp4/report.json", ("evaluation_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-4): decoding, 64 users, 11 runs"),
 ]  # fmt: skip
 
 
