@@ -41,6 +41,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def atomic_write_report(directory: str | Path, name: str, obj: Any, markdown: str) -> None:
+    """``name.json`` and its Markdown rendering ``name.md`` in ``directory`` (each atomic): the
+    pair the docs tables are included from and re-rendered against."""
+    atomic_write_json(Path(directory) / f"{name}.json", obj)
+    atomic_write_text(Path(directory) / f"{name}.md", markdown)
+
+
 def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
     """Write ``model``'s parameters and buffers to a safetensors file, atomically, whose bytes
     depend on the weights alone.

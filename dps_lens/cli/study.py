@@ -124,7 +124,7 @@ class LampCompareOptions:
     config=LampCompareOptions,
 )
 def run_lamp_compare(config: LampCompareOptions, namespace: argparse.Namespace) -> None:
-    from dps_lens._io import atomic_write_json, atomic_write_text
+    from dps_lens._io import atomic_write_report
     from dps_lens.studies.lamp_compare import compare_reports, comparison_markdown, read_report
 
     if len(config.reports) < 2:
@@ -132,6 +132,5 @@ def run_lamp_compare(config: LampCompareOptions, namespace: argparse.Namespace) 
     comparison = compare_reports([read_report(path) for path in config.reports])
     text = comparison_markdown(comparison)
     with claim_output(config.out):
-        atomic_write_json(config.out / "compare.json", comparison)
-        atomic_write_text(config.out / "compare.md", text)
+        atomic_write_report(config.out, "compare", comparison, text)
     print(text, end="")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dps_lens._io import atomic_write_json, atomic_write_text
+from dps_lens._io import atomic_write_report
 from dps_lens.heads import Head, format_heads, head_name
 from dps_lens.interventions import reference_means
 from dps_lens.organism.planted import designated_heads
@@ -151,6 +151,5 @@ def _random_cell(row: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
     """``report.json`` and ``report.md`` in ``out`` (atomic)."""
     out = Path(out)
-    atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "report.md", report_markdown(report))
+    atomic_write_report(out, "report", report, report_markdown(report))
     return out

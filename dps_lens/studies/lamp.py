@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from dps_lens import distributed
-from dps_lens._io import atomic_write_json, atomic_write_text
+from dps_lens._io import atomic_write_report
 from dps_lens.checks import check_float, check_positive
 from dps_lens.data.example import PreferenceExample, user_ids
 from dps_lens.data.splits import split_by_user
@@ -255,8 +255,7 @@ def run_lamp_study(
     }
     text = report_markdown(report)
     if distributed.current().is_main:
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", text)
+        atomic_write_report(out, "report", report, text)
     report["markdown"] = text
     return report
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dps_lens import distributed
-from dps_lens._io import atomic_write_json, atomic_write_text
+from dps_lens._io import atomic_write_report
 from dps_lens.clusters import (
     ClusterDPSHardConfig,
     ClusterDPSSoftConfig,
@@ -165,10 +165,10 @@ def run_cluster_study(
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    text = report_markdown(report)
     if ranks.is_main:
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", report_markdown(report))
-    report["markdown"] = report_markdown(report)
+        atomic_write_report(out, "report", report, text)
+    report["markdown"] = text
     return report
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dps_lens import distributed
-from dps_lens._io import atomic_write_json, atomic_write_text
+from dps_lens._io import atomic_write_report
 from dps_lens.evaluation import EvalConfig, MethodResult
 from dps_lens.models import load_model
 from dps_lens.organism.world import World
@@ -132,8 +132,7 @@ def run_study(
     }
     text = sweep_markdown(report)
     if main:
-        atomic_write_json(out / "sweep.json", report)
-        atomic_write_text(out / "sweep.md", text)
+        atomic_write_report(out, "sweep", report, text)
     report["markdown"] = text
     return report
 
