@@ -6,8 +6,9 @@ Methods: ``tl-patch`` (TransformerLens ``generic_activation_patch``: activation 
 one forward per head over the whole batch), ``tl-attribution`` (the gradient of the summed target
 NLL at every ``hook_z`` from TransformerLens' ``cache_activation_and_gradient``, times ``0 − z``
 over the real positions: its ``attribution_patch`` entry point needs a token run of the same
-length as the target, which a zero ablation is not), and ours: ``exact``, ``racing`` (top K),
-``attribution``, ``attribution+graddrop`` and ``hybrid`` (top 20 rescored exactly).
+length as the target, which a zero ablation is not), and ours: ``exact``, ``racing`` (top K;
+``racing+boundary`` with the boundary allocation), ``attribution``, ``attribution+graddrop`` and
+``hybrid`` (top 20 rescored exactly).
 
 Each (case, method) runs in a fresh subprocess, so its wall time and peak RSS are its own. The
 parent compares the scores with the exact scan: max |value − exact| for the methods that compute
@@ -38,13 +39,19 @@ METHODS = (
     "tl-patch",
     "exact",
     "racing",
+    "racing+boundary",
     "attribution",
     "attribution+graddrop",
     "hybrid",
     "tl-attribution",
 )
 PEER = "tl-patch"  # TransformerLens' own patching: the measured peer
-EXACT_VALUED = ("tl-patch", "racing", "hybrid")  # values comparable cell by cell with exact
+EXACT_VALUED = (
+    "tl-patch",
+    "racing",
+    "racing+boundary",
+    "hybrid",
+)  # values comparable cell by cell with exact
 HYBRID_TOP = 20
 BATCH_SIZE = 16
 
@@ -64,6 +71,8 @@ CASES = {
     # Byte-level tokens make organism prompts long: the examples are cut to 128 tokens.
     "gpt2-small-random": Case(8, "history", 128, 10),
     "smollm2": Case(16, "chat", 192, 10),
+    # The issue's size: 64 LaMP-7 examples; 144 tokens is the shortest limit that fits them all.
+    "smollm2-64": Case(64, "chat", 144, 10),
 }
 
 
@@ -176,9 +185,11 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     elif method == "tl-attribution":
         scores = tl_attribution_scores(model, examples, case)
     else:
+        base, _, variant = method.partition("+")
         config = ScanConfig(
-            method=method.removesuffix("+graddrop"),
-            graddrop=method.endswith("+graddrop"),
+            method=base,
+            graddrop=variant == "graddrop",
+            race_allocation="boundary" if variant == "boundary" else "uniform",
             batch_size=BATCH_SIZE,
             template=case.template,
             max_length=case.max_length,
@@ -191,6 +202,8 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
         with FileLock(f"{checkpoint}.lock"):
             result = score_heads(model, examples, config, checkpoint_dir=checkpoint, progress=False)
         scores, started = result.per_example, time.perf_counter() - result.config["seconds"]
+        if result.status is not None:
+            torch.save(result.status, out / f"{name}-{n_examples}-{method}.status.pt")
     seconds = time.perf_counter() - started
     torch.save(scores, out / f"{name}-{n_examples}-{method}.pt")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -231,10 +244,36 @@ def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
     }
 
 
+def racing_decisions(status: torch.Tensor, exact: torch.Tensor, k: int) -> dict:
+    """Racing's decisions (``status``, layers × heads) against the exact scan's top K
+    (``exact``, examples × layers × heads): head counts per status, whether the exact top K
+    holds every head decided in and no head decided out (the race's guarantee, checked), and the
+    fewest evaluations any race with the same intervals and rounds could reach on these values."""
+    from dps_lens.scoring import ScanConfig
+    from dps_lens.scoring.head_scores import IN, STATUS_NAMES, UNDECIDED
+    from dps_lens.scoring.racing import fewest_race_evaluations
+
+    race = ScanConfig(method="racing", k=k)  # the benchmark races with the default settings
+    flat = status.flatten()
+    decided_in = set(torch.nonzero(flat == IN).flatten().tolist())
+    undecided = set(torch.nonzero(flat == UNDECIDED).flatten().tolist())
+    reference = top(exact.mean(0), k)
+    return {
+        "status": {name: int((flat == code).sum()) for code, name in STATUS_NAMES.items()},
+        "consistent": decided_in <= reference <= decided_in | undecided,
+        "fewest_evaluations": fewest_race_evaluations(
+            exact, k, race.delta, race.round_size, race.seed
+        ),
+    }
+
+
 def markdown(rows: list[dict]) -> str:
     """The results table of ``discovery-<tag>.md``, from the rows of ``discovery-<tag>.json``:
     wall-time ratios against TransformerLens' patching and against our exact scan of the same case
-    (blank where the case did not run that method)."""
+    (blank where the case did not run that method), then the exact top K and each race's
+    decisions where the rows have them."""
+    from dps_lens.heads import head_name
+
     seconds = {(r["case"], r["method"]): r["seconds"] for r in rows}
 
     def ratio(row: dict, reference: str) -> str:
@@ -258,6 +297,22 @@ def markdown(rows: list[dict]) -> str:
             f"{ratio(r, 'exact')} | {r['peak_rss_mb']:.0f} | {r['evaluations']} | {diff} | {rho} | "
             f"{round(r['recall_vs_exact'] * r['k'])}/{r['k']} |"
         )
+    for r in rows:
+        if "top" in r:
+            heads = ", ".join(head_name(h) for h in r["top"])
+            lines.append(f"\nexact top-{r['k']} on {r['case']} ({r['n_examples']} ex): {heads}.")
+        if "racing" in r:
+            race = r["racing"]
+            counts, floor, cells = race["status"], race["fewest_evaluations"], r["evaluations"]
+            every = r["n_examples"] * sum(counts.values())
+            lines.append(
+                f"\n{r['method']} on {r['case']} ({r['n_examples']} ex): {counts['in']} heads "
+                f"decided in, {counts['undecided']} undecided, {counts['out']} out; the exact "
+                f"top-{r['k']} holds every head decided in and no head decided out: "
+                f"{'yes' if race['consistent'] else 'NO'}. It scored {cells} of {every} cells; "
+                f"no allocation of its rounds to heads could score fewer than {floor} with its "
+                f"intervals ({every / floor:.2f}× fewer than exact at most)."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +356,7 @@ def main() -> None:
     methods = args.methods.split(",")
     if "exact" not in methods:
         parser.error("--methods must include exact (the reference of every comparison)")
-    cases = [c for c in args.cases.split(",") if c != "smollm2" or SMOLLM2.exists()]
+    cases = [c for c in args.cases.split(",") if not c.startswith("smollm2") or SMOLLM2.exists()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -315,6 +370,16 @@ def main() -> None:
                       f"{measured[method]['peak_rss_mb']:7.0f} MB peak RSS", flush=True)  # fmt: skip
             scores = {m: torch.load(work / f"{name}-{case.n_examples}-{m}.pt") for m in methods}
             for method in methods:
+                status_file = work / f"{name}-{case.n_examples}-{method}.status.pt"
+                decisions = (
+                    {"racing": racing_decisions(torch.load(status_file), scores["exact"], case.k)}
+                    if status_file.exists()
+                    else {}
+                )
+                if method == "exact":
+                    n_heads = scores["exact"].shape[-1]
+                    best = torch.argsort(scores["exact"].mean(0).flatten(), descending=True)
+                    decisions["top"] = [divmod(int(i), n_heads) for i in best[: case.k]]
                 rows.append(
                     {
                         "case": name,
@@ -324,6 +389,7 @@ def main() -> None:
                         "method": method,
                         **measured[method],
                         **compare(method, scores, case.k),
+                        **decisions,
                     }
                 )  # fmt: skip
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

@@ -189,3 +189,17 @@ def test_discover_method_flag_selects_the_method(examples_jsonl, tmp_path, metho
     scores = HeadScores.load(out)
     assert scores.config["method"] == method
     assert len(scores.ranked()) == (3 if method == "hybrid" else 12)
+
+
+def test_every_scan_flag_carries_its_own_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["discover", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, help_text in [
+        ("--method str", "exact, racing, attribution"),
+        ("--contrast {none,no-profile}", "also score each head without the profile"),
+        ("--select {pcs,specific}", "rank the top-K set by PCS"),
+        ("--round-size int", "racing: examples in the first round"),
+        ("--race-allocation {uniform,boundary}", "racing: each round to every undecided head"),
+    ]:
+        assert f"{flag} {help_text}" in text, flag

@@ -139,6 +139,35 @@ def test_benchmark_markdown_is_rendered_from_its_json(name: str) -> None:
         assert module.markdown(rows) == path.with_suffix(".md").read_text(encoding="utf-8"), path
 
 
+def test_discovery_benchmark_checks_racing_against_the_exact_top_k() -> None:
+    import torch
+
+    from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
+
+    bench = _benchmark("bench_discovery")
+    exact = torch.tensor([3.0, 2.0, 1.0, 0.0]).reshape(1, 2, 2).expand(4, 2, 2)  # top 2: 0, 1
+    kept = bench.racing_decisions(torch.tensor([[IN, UNDECIDED], [UNDECIDED, OUT]]), exact, 2)
+    assert kept == {
+        "status": {"undecided": 2, "in": 1, "out": 1},
+        "consistent": True,
+        "fewest_evaluations": 16,
+    }  # one round of all 4 examples: no saving possible
+    for wrong in ([[IN, OUT], [IN, OUT]], [[IN, OUT], [UNDECIDED, OUT]]):  # in wrongly, out wrongly
+        assert not bench.racing_decisions(torch.tensor(wrong), exact, 2)["consistent"]
+    row = {"case": "c", "method": "racing", "n_examples": 4, "k": 2, "seconds": 1.0,
+           "peak_rss_mb": 1.0, "evaluations": 8, "diff_reference": "exact", "max_abs_diff": 0.0,
+           "spearman_vs_exact": 1.0, "recall_vs_exact": 1.0, "racing": kept}  # fmt: skip
+    exact_row = row | {"method": "exact", "top": [[0, 0], [0, 1]]}
+    del exact_row["racing"]
+    assert "\nexact top-2 on c (4 ex): L0H0, L0H1.\n" in bench.markdown([exact_row, row])
+    assert bench.markdown([row]).endswith(
+        "racing on c (4 ex): 1 heads decided in, 2 undecided, 1 out; the exact top-2 holds every "
+        "head decided in and no head decided out: yes. It scored 8 of 16 cells; no allocation of "
+        "its rounds to heads could score fewer than 16 with its intervals (1.00× fewer than "
+        "exact at most).\n"
+    )
+
+
 def test_scale_benchmark_markdown_is_rendered_from_its_json() -> None:
     module = _benchmark("bench_scale")
     paths = sorted((ROOT / "benchmarks" / "results").glob("scale-*.json"))

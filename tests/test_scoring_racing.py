@@ -13,7 +13,7 @@ from dps_lens.cli import main
 from dps_lens.data import write_jsonl
 from dps_lens.organism.world import World
 from dps_lens.plots import pcs_heatmap
-from dps_lens.scoring import ScanConfig, score_heads
+from dps_lens.scoring import HeadScores, ScanConfig, fewest_race_evaluations, score_heads
 from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
 from dps_lens.scoring.racing import bounds, decide, race_rounds
 from tests.helpers import discover_args, interrupted_scan
@@ -65,16 +65,29 @@ def test_decisions_follow_the_kth_bounds():
     assert set(few.values()) == {IN}
 
 
+def test_the_fewest_race_evaluations_follow_the_best_kth_lower_bound():
+    generator = torch.Generator().manual_seed(0)
+    n, winner = 64, torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    clear = winner + 0.01 * torch.randn(n, 1, 6, generator=generator)
+    # the winner is a contender (every example); the others can go out at the first look
+    assert fewest_race_evaluations(clear, k=1, delta=0.05, round_size=8) == n + 5 * 8
+    # a winner by 0.1 against a spread of 0.3: the others need the later looks
+    close = 0.1 * winner + 0.3 * torch.randn(n, 1, 6, generator=generator)
+    floor = fewest_race_evaluations(close, k=1, delta=0.05, round_size=8)
+    assert n + 5 * 8 < floor <= 6 * n
+    noise = torch.randn(n, 1, 6, generator=generator)  # no gaps: no head can go out
+    assert fewest_race_evaluations(noise, k=1, delta=0.05, round_size=8) == 6 * n
+    assert fewest_race_evaluations(noise, k=6, delta=0.05, round_size=8) == 6 * n
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "boundary"])
 @pytest.mark.parametrize("delta", [0.05, 0.9])
 def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
-    planted, discovery, full, delta
+    planted, discovery, full, delta, allocation
 ):
-    race = score_heads(
-        planted,
-        discovery,
-        ScanConfig(method="racing", k=3, delta=delta, round_size=6, batch_size=64),
-        progress=False,
-    )
+    config = ScanConfig(method="racing", k=3, delta=delta, round_size=6, batch_size=64,
+                        race_allocation=allocation)  # fmt: skip
+    race = score_heads(planted, discovery, config, progress=False)
     assert set(race.top_k(3)) == PLANTED
     assert race.status is not None
     contenders = [tuple(h) for h in torch.nonzero(race.status != OUT).tolist()]
@@ -89,6 +102,8 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
     torch.testing.assert_close(
         race.per_example[scored], full.per_example[scored], atol=1e-5, rtol=0
     )
+    floor = fewest_race_evaluations(full.per_example, k=3, delta=delta, round_size=6)
+    assert floor <= int(scored.sum())  # no race beats the floor of its own intervals
     rows = race.ranked()
     assert {row["status"] for row in rows[:3]} <= {"in", "undecided"}
     if (
@@ -104,8 +119,26 @@ def test_contenders_get_the_full_exact_values_and_the_planted_heads_win(
         assert heatmap.customdata[first_out["layer"]][first_out["head"]][3] == first_out["n"]
 
 
-def test_racing_resumes_after_an_interruption(planted, discovery, tmp_path, monkeypatch):
-    config = ScanConfig(method="racing", k=3, delta=0.9, round_size=6, batch_size=16)
+def test_the_boundary_allocation_spends_rounds_on_the_heads_that_set_the_bounds(
+    planted, discovery, full
+):
+    cells = {}
+    for allocation in ("uniform", "boundary"):
+        config = ScanConfig(method="racing", k=3, round_size=6, batch_size=64,
+                            race_allocation=allocation)  # fmt: skip
+        race = score_heads(planted, discovery, config, progress=False)
+        assert set(race.top_k(3)) == PLANTED
+        cells[allocation] = int((~torch.isnan(race.per_example)).sum())
+    floor = fewest_race_evaluations(full.per_example, k=3, delta=0.05, round_size=6)
+    assert floor <= cells["boundary"] < cells["uniform"]
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "boundary"])
+def test_racing_resumes_after_an_interruption(
+    planted, discovery, tmp_path, monkeypatch, allocation
+):
+    config = ScanConfig(method="racing", k=3, delta=0.9, round_size=6, batch_size=16,
+                        race_allocation=allocation)  # fmt: skip
     fresh = score_heads(planted, discovery, config, progress=False)
     interrupted_scan(planted, discovery, config, tmp_path, monkeypatch, after=12)
     resumed = score_heads(planted, discovery, config, checkpoint_dir=tmp_path, progress=False)
@@ -115,14 +148,15 @@ def test_racing_resumes_after_an_interruption(planted, discovery, tmp_path, monk
     assert torch.equal(resumed.status, fresh.status)
 
 
-def test_racing_through_the_cli_reports_status_and_n(discovery, tmp_path):
+@pytest.mark.parametrize("allocation", ["uniform", "boundary"])
+def test_racing_through_the_cli_reports_status_and_n(discovery, tmp_path, allocation):
     data = tmp_path / "discovery.jsonl"
     write_jsonl(data, discovery)
     out = tmp_path / "run"
-    args = discover_args(
-        "organism-planted", data, out, "--method", "racing", "--k", "3", "--delta", "0.9"
-    )
+    args = discover_args("organism-planted", data, out, "--method", "racing", "--k", "3",
+                         "--delta", "0.9", "--race-allocation", allocation)  # fmt: skip
     assert main(args) == 0
+    assert HeadScores.load(out).config["race_allocation"] == allocation
     rows = list(csv.DictReader((out / "ranked.csv").open()))
     assert {"status", "n"} <= set(rows[0]) and {r["status"] for r in rows} >= {"in", "out"}
     assert {tuple(h) for h in json.loads((out / "top_k.json").read_text())["heads"]} == PLANTED

@@ -18,6 +18,7 @@ from dps_lens.studies.lamp import (
     comparison_pairs,
     evaluation_points,
     head_profile,
+    report_markdown,
     sample_users,
 )
 
@@ -66,6 +67,10 @@ def test_users_are_sampled_whole_and_bad_settings_refused():
     for bad in ({"k": 0}, {"delta": 1.5}, {"gammas": ()}, {"gammas": (math.nan,)}):
         with pytest.raises(DpsLensError):
             LampStudyConfig(**bad)
+    boundary = LampStudyConfig(race_allocation="boundary", round_size=4)
+    for select in ("pcs", "specific"):  # both races take the study's racing settings
+        scan = boundary.scan(select)
+        assert (scan.race_allocation, scan.round_size, scan.select) == ("boundary", 4, select)
 
 
 def _lamp_file(tmp_path, n_users=16):
@@ -111,6 +116,8 @@ def test_lamp_study_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert all(r["n"] == 4 for r in rows)
     assert (out / "paired.md").read_text() == report["comparisons_table"]
     assert "### Paired differences" in (out / "report.md").read_text()
+    local = report | {"model": "../shared/models/Some-Model-GGUF"}
+    assert report_markdown(local).startswith("## Some-Model-GGUF on lamp7\n")  # not its path
     printed = capsys.readouterr().out
     assert "dps_specific@1" in printed and "done in" in printed
 

@@ -4,6 +4,7 @@ patching) and the no-profile contrast, with per-example values and uncertainty."
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import forward_nll, target_nll
 from dps_lens.scoring.pcs import score_heads
+from dps_lens.scoring.racing import fewest_race_evaluations
 from dps_lens.scoring.scan import (
     SCAN_METHODS,
     ScanConfig,
@@ -21,6 +22,7 @@ __all__ = [
     "ScanState",
     "ScoreSummary",
     "Work",
+    "fewest_race_evaluations",
     "forward_nll",
     "register_scan_method",
     "scan_method_names",

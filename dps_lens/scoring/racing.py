@@ -1,19 +1,20 @@
 """Racing: the exact top-K heads from fewer head-example evaluations.
 
 Examples come in seeded rounds that double the examples seen (``round_size``, ``round_size``,
-``2·round_size``, ...). Every head still *undecided* is scored exactly
-on each new round; then each head gets a confidence interval of its mean over the examples it was
-scored on. A head whose upper bound is below the K-th largest lower bound is *out*; one whose lower
-bound is above the (K+1)-th largest upper bound is *in*. Rounds stop when every head is decided or
-the examples run out; the final contenders (in and undecided) are then scored on every example,
-so their values and ranking are those of the full exact scan; heads that went out keep the
-examples they had.
+``2·round_size``, ...). Every head still *undecided* is scored exactly on each new round in turn
+(``race_allocation="uniform"``), or only the ``k`` undecided heads with the highest upper bounds
+get their next round at each step (``"boundary"``); then each head gets a confidence interval of
+its mean over the rounds it was scored on. A head whose upper bound is below the K-th largest lower
+bound is *out*; one whose lower bound is above the (K+1)-th largest upper bound is *in*. Rounds
+stop when every head is decided or the examples run out; the final contenders (in and undecided)
+are then scored on every example, so their values and ranking are those of the full exact scan;
+heads that went out keep the examples they had.
 
-The guarantee: with probability at least ``1 − delta`` no head is put in or out wrongly, when
-the per-example values of a head are independent draws (examples sampled at random) whose mean is
-close to normal. The intervals are Student-t intervals at level ``1 − delta / (H · R)`` for ``H``
-raced heads and ``R`` rounds (a union bound over every look at every head), so they stay valid
-however many times the race looks at the data.
+The guarantee: with probability at least ``1 − delta`` no head is put in or out wrongly, when the
+per-example values of a head are independent draws (examples sampled at random) whose mean is close
+to normal. The intervals are Student-t intervals at level ``1 − delta / (H · R)`` for ``H`` raced
+heads and ``R`` rounds (a union bound over every look at every head), so they stay valid however
+many times the race looks at the data.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import random
 from collections.abc import Iterator, Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from scipy.stats import t as student_t
 from torch import Tensor
 
@@ -93,30 +94,85 @@ def decide(status: dict[Head, int], low: Tensor, high: Tensor, k: int) -> None:
             status[head] = IN
 
 
+def fewest_race_evaluations(
+    values: Float[Tensor, "n_examples n_layers n_heads"],
+    k: int,
+    delta: float,
+    round_size: int,
+    seed: int = 0,
+) -> int:
+    """A floor on what racing can save on a full exact scan's per-example ``values``: the fewest
+    head × example evaluations any race could reach with racing's intervals, example order and
+    rounds, however it allocated the rounds to heads. No head can go out before its upper bound
+    falls below the K-th largest lower bound that any head reaches at any round, and contenders
+    cost every example; so head ``h`` costs at least the examples seen at the first round where
+    that happens (every example if it never does)."""
+    n, n_heads = values.shape[0], values[0].numel()
+    rounds = race_rounds(n, round_size, seed)
+    level = 1 - delta / (n_heads * len(rounds))
+    order = torch.tensor([i for examples in rounds for i in examples])
+    seen = torch.tensor([len(examples) for examples in rounds]).cumsum(0).tolist()
+    looks = [bounds(values[order[:m]], level) for m in seen]
+    best_low = torch.stack([low for low, _ in looks]).amax(0).flatten()
+    kth_low = best_low.topk(min(k, n_heads)).values[-1]
+    cost = torch.full_like(best_low, n, dtype=torch.long)
+    for m, (_, high) in reversed(list(zip(seen, looks, strict=True))):
+        cost = torch.where(high.flatten() < kth_low, m, cost)
+    return int(cost.sum())
+
+
+def seen_values(
+    state: ScanState, position: Int[Tensor, " n_examples"], seen: Int[Tensor, "n_layers n_heads"]
+) -> Float[Tensor, "n_examples n_layers n_heads"]:
+    """The raced values each head has been looked at on: the first ``seen[layer, head]`` examples
+    of the race's order (``position``: each example's place in it), NaN elsewhere."""
+    values = ranked_values(state)
+    looked = position[:, None, None] < seen[None]
+    return values.where(looked, torch.full_like(values, math.nan))
+
+
 @register_scan_method("racing")
 def racing_work(state: ScanState) -> Iterator[Work]:
-    """Rounds of exact scoring of the undecided heads, then the contenders on every example."""
+    """Rounds of exact scoring of undecided heads, then the contenders on every example.
+
+    ``race_allocation="uniform"``: every undecided head is scored on each round in turn.
+    ``"boundary"``: after the first round, each step gives the next round of examples to the
+    ``k`` undecided heads with the highest upper bounds only; the likely top heads reach every
+    example first, which raises the K-th lower bound that sends the others out. Either way a
+    head is looked at only after whole rounds, so the union bound over heads and rounds holds."""
     config, n = state.config, state.n_examples
     contrast = config.contrast == "no-profile"
     rounds = race_rounds(n, config.round_size, config.seed)
     level = 1 - config.delta / (len(state.heads) * len(rounds))
     status: dict[Head, int] = dict.fromkeys(state.heads, UNDECIDED)
+    looks: dict[Head, int] = dict.fromkeys(state.heads, 0)  # rounds each head was scored on
     length = {row: len(state.encoded[row].input_ids) for row in range(len(state.encoded))}
+    sizes = torch.tensor([len(examples) for examples in rounds]).cumsum(0)
+    position = torch.empty(n, dtype=torch.long)
+    position[torch.tensor([i for examples in rounds for i in examples])] = torch.arange(n)
 
     def rows_of(examples: Sequence[int]) -> list[int]:
         rows = [*examples, *(i + n for i in examples)] if contrast else list(examples)
         return sorted(rows, key=length.__getitem__)
 
-    seen: list[int] = []
-    for examples in rounds:
-        seen += examples
-        undecided = [head for head, code in status.items() if code == UNDECIDED]
-        yield from exact_cells_work(state, undecided, rows_of(examples))
-        state.share()  # under torchrun: the other ranks' cells of this round
-        low, high = bounds(ranked_values(state)[seen], level)
+    chosen = list(state.heads)
+    while chosen:
+        for step in sorted({looks[head] for head in chosen}):
+            heads = [head for head in chosen if looks[head] == step]
+            yield from exact_cells_work(state, heads, rows_of(rounds[step]))
+        for head in chosen:
+            looks[head] += 1
+        state.share()  # under torchrun: the other ranks' cells of this step
+        seen = torch.zeros(state.status.shape, dtype=torch.long)
+        for head, count in looks.items():  # uniform: every head's cells of the rounds so far
+            rounds_seen = count if config.race_allocation == "boundary" else max(looks.values())
+            seen[head] = int(sizes[rounds_seen - 1]) if rounds_seen else 0
+        low, high = bounds(seen_values(state, position, seen), level)
         decide(status, low, high, config.k)
-        if UNDECIDED not in status.values():
-            break
+        waiting = [h for h, code in status.items() if code == UNDECIDED and looks[h] < len(rounds)]
+        if config.race_allocation == "boundary":
+            waiting = sorted(waiting, key=lambda h: float(high[h]), reverse=True)[: config.k]
+        chosen = waiting
     contenders = [head for head, code in status.items() if code != OUT]
     yield from exact_cells_work(state, contenders, rows_of(range(n)))
     for (layer, head), code in status.items():

@@ -66,25 +66,22 @@ class ScanConfig:
     n_bootstrap: int = 1000  # bootstrap resamples of every interval
     template: str = "history"  # prompt template: history, chat or no-profile
     max_length: int | None = None  # token limit per example (default: the model's context)
-    heads: tuple[Head, ...] | None = flag_field(
-        default=None, cmd=False
-    )  # only these heads (default all)
+    # only these heads (default all)
+    heads: tuple[Head, ...] | None = flag_field(default=None, cmd=False)
     method: str = "exact"  # exact, racing, attribution, hybrid or activation-patching
     ig_steps: int = 0  # attribution: integrated-gradient steps (0: plain attribution patching)
     graddrop: bool = False  # attribution: AtP*'s GradDrop (one backward pass per layer), magnitudes
     hybrid_top: int = 20  # hybrid: heads rescored exactly after attribution
     direction: str = "noising"  # activation patching: noising or denoising
-    contrast: Literal["none", "no-profile"] = (
-        "none"  # also score each head without the profile (ΔPCS)
-    )
-    select: Literal["pcs", "specific"] = (
-        "pcs"  # rank the top-K set by PCS, or by ΔPCS (needs the contrast)
-    )
+    # also score each head without the profile (ΔPCS)
+    contrast: Literal["none", "no-profile"] = "none"
+    # rank the top-K set by PCS, or by ΔPCS (needs the contrast)
+    select: Literal["pcs", "specific"] = "pcs"
     k: int = 10  # size of the top-K head set (racing decides membership of this set)
     delta: float = 0.05  # racing: probability that some in/out decision is wrong
-    round_size: int = (
-        8  # racing: examples of the first round (later rounds double the examples seen)
-    )
+    round_size: int = 8  # racing: examples in the first round; later rounds double those seen
+    # racing: each round to every undecided head, or to the k with the highest upper bounds
+    race_allocation: Literal["uniform", "boundary"] = "uniform"
 
     def __post_init__(self) -> None:
         get_ablation(self.mode)  # raises, naming the registered modes

@@ -62,6 +62,8 @@ class LampStudyConfig:
     k: int = 10  # size of the head sets
     delta: float = 0.05  # racing's error rate
     round_size: int = 8  # racing's first round (examples)
+    # racing: each round to every undecided head, or to the k with the highest upper bounds
+    race_allocation: Literal["uniform", "boundary"] = "uniform"
     gammas: tuple[float, ...] = (0.25, 0.5, 1.0)  # DPS strengths evaluated
     random_draws: int = 5  # seeded draws of random heads (γ = 1)
     n_splits: int = 20  # split-half draws for the stability of the top k
@@ -85,7 +87,7 @@ class LampStudyConfig:
         """Racing exact PCS (``pcs``) or racing ΔPCS with the no-profile contrast (``specific``)."""
         config = ScanConfig(
             method="racing", k=self.k, delta=self.delta, round_size=self.round_size,
-            template=self.template, max_length=self.max_length,
+            race_allocation=self.race_allocation, template=self.template, max_length=self.max_length,
             batch_size=self.scan_batch_size, seed=self.seed,
         )  # fmt: skip
         return (
@@ -260,10 +262,15 @@ def run_lamp_study(
     return report
 
 
+def model_label(model_id: str) -> str:
+    """A report's name for its model: the hub id's or the local folder's last part."""
+    return Path(model_id).name
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """``report.md`` from ``report.json``: discovery, head profile, evaluation, paired differences."""
     lines = [
-        f"## {report['model']} on {report['task']}",
+        f"## {model_label(report['model'])} on {report['task']}",
         "",
         f"{report['n_discovery_examples']} discovery examples, {report['n_evaluation_examples']} "
         f"evaluation examples (disjoint users); {report['n_layers']} layers × "

@@ -16,7 +16,7 @@ from typing import Any
 
 from dps_lens.errors import DataFormatError
 from dps_lens.headsets import jaccard
-from dps_lens.studies.lamp import SELECTIONS
+from dps_lens.studies.lamp import SELECTIONS, model_label
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def read_report(path: str | Path) -> dict[str, Any]:
 
 
 def run_label(report: dict[str, Any]) -> str:
-    return f"{Path(report['model']).name} · {report['task']}"
+    return f"{model_label(report['model'])} · {report['task']}"
 
 
 def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     lines += ["", "| model | tasks | Jaccard of the top-K (PCS) | (ΔPCS) |", "|---|---|---|---|"]
     for c in comparison["cross_task"]:
         lines.append(
-            f"| {Path(c['model']).name} | {' vs '.join(c['tasks'])} | {c['pcs']:.2f} | "
+            f"| {model_label(c['model'])} | {' vs '.join(c['tasks'])} | {c['pcs']:.2f} | "
             f"{c['specific']:.2f} |"
         )
     return "\n".join(lines) + "\n"
