@@ -48,6 +48,13 @@ def race_rounds(n_examples: int, round_size: int, seed: int) -> list[list[int]]:
     return rounds
 
 
+def race_looks(rounds: Sequence[Sequence[int]]) -> tuple[Tensor, list[int]]:
+    """The race's order of the examples (the rounds one after another) and the examples seen
+    after each round: a head is only ever looked at on a prefix ``order[:seen[r]]``."""
+    order = torch.tensor([i for examples in rounds for i in examples])
+    return order, torch.tensor([len(examples) for examples in rounds]).cumsum(0).tolist()
+
+
 def ranked_values(state: ScanState) -> Float[Tensor, "n_examples n_layers n_heads"]:
     """Per-example values of the raced quantity: PCS, or ΔPCS with ``select="specific"``."""
     values = state.checkpoint.per_example
@@ -110,8 +117,7 @@ def fewest_race_evaluations(
     n, n_heads = values.shape[0], values[0].numel()
     rounds = race_rounds(n, round_size, seed)
     level = 1 - delta / (n_heads * len(rounds))
-    order = torch.tensor([i for examples in rounds for i in examples])
-    seen = torch.tensor([len(examples) for examples in rounds]).cumsum(0).tolist()
+    order, seen = race_looks(rounds)
     looks = [bounds(values[order[:m]], level) for m in seen]
     best_low = torch.stack([low for low, _ in looks]).amax(0).flatten()
     kth_low = best_low.topk(min(k, n_heads)).values[-1]
@@ -147,9 +153,9 @@ def racing_work(state: ScanState) -> Iterator[Work]:
     status: dict[Head, int] = dict.fromkeys(state.heads, UNDECIDED)
     looks: dict[Head, int] = dict.fromkeys(state.heads, 0)  # rounds each head was scored on
     length = {row: len(state.encoded[row].input_ids) for row in range(len(state.encoded))}
-    sizes = torch.tensor([len(examples) for examples in rounds]).cumsum(0)
+    order, sizes = race_looks(rounds)
     position = torch.empty(n, dtype=torch.long)
-    position[torch.tensor([i for examples in rounds for i in examples])] = torch.arange(n)
+    position[order] = torch.arange(n)
 
     def rows_of(examples: Sequence[int]) -> list[int]:
         rows = [*examples, *(i + n for i in examples)] if contrast else list(examples)
@@ -163,10 +169,11 @@ def racing_work(state: ScanState) -> Iterator[Work]:
         for head in chosen:
             looks[head] += 1
         state.share()  # under torchrun: the other ranks' cells of this step
+        latest = max(looks.values())  # uniform: every head's cells of the rounds so far
         seen = torch.zeros(state.status.shape, dtype=torch.long)
-        for head, count in looks.items():  # uniform: every head's cells of the rounds so far
-            rounds_seen = count if config.race_allocation == "boundary" else max(looks.values())
-            seen[head] = int(sizes[rounds_seen - 1]) if rounds_seen else 0
+        for head, count in looks.items():
+            rounds_seen = count if config.race_allocation == "boundary" else latest
+            seen[head] = sizes[rounds_seen - 1] if rounds_seen else 0
         low, high = bounds(seen_values(state, position, seen), level)
         decide(status, low, high, config.k)
         waiting = [h for h, code in status.items() if code == UNDECIDED and looks[h] < len(rounds)]
