@@ -1,8 +1,9 @@
 import json
+import re
 
 import pytest
 
-from dps_lens.cli import main
+from dps_lens.cli import COMMANDS, main
 from dps_lens.scoring import HeadScores
 from tests.helpers import discover_args
 
@@ -203,3 +204,30 @@ def test_every_scan_flag_carries_its_own_help(capsys):
         ("--race-allocation {uniform,boundary}", "racing: each round to every undecided head"),
     ]:
         assert f"{flag} {help_text}" in text, flag
+
+
+def _flags_without_help(help_text: str) -> list[str]:
+    """Option entries of an argparse help whose text is empty or only ``(default: ...)``."""
+    missing = []
+    for entry in re.findall(r"^  (-\S.*(?:\n {6,}\S.*)*)", help_text, flags=re.MULTILINE):
+        flat = " ".join(entry.split())
+        # flags with their metavars ("--gammas float [float, ...]"), then the help text
+        parts = re.match(
+            r"((?:-[-\w]+(?: (?:\{[^}]*\}|\[[^\]]*\]|[\w.]+(?: \[[^\]]*\])?))?(?:, )?)+)(.*)", flat
+        )
+        text = parts.group(2) if parts else flat
+        if not re.sub(r"\(default: [^)]*\)", "", text).strip():
+            missing.append(flat)
+    return missing
+
+
+def test_flags_without_help_are_found():
+    text = "options:\n  -h, --help  show this help\n  --a int     (default: 1)\n  --b [str]\n  --c str  c\n"
+    assert _flags_without_help(text) == ["--a int (default: 1)", "--b [str]"]
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
+def test_every_flag_of_every_command_has_help(path, capsys):
+    with pytest.raises(SystemExit):
+        main([*path, "--help"])
+    assert _flags_without_help(capsys.readouterr().out) == []

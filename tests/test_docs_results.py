@@ -80,7 +80,7 @@ def _renderer(report: Any) -> Callable[[Any], str]:
         return _steering_sweep
     if "discovery" in report and "comparisons" in report:
         return _lamp_report
-    if "runs" in report and "cross_task" in report:
+    if "runs" in report and "pairs" in report:
         return _lamp_comparison
     raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
 

@@ -141,15 +141,18 @@ def test_lamp_study_refuses_data_of_another_task(tmp_path, capsys):
     assert err.startswith("error:") and "lamp7 examples, not lamp4" in err and "\n" not in err
 
 
-def _report(model: str, task: str, hot: tuple[int, int]) -> dict:
+def _report(model: str, task: str, hot: tuple[int, int], users: tuple[int, int] = (8, 6)) -> dict:
     per_example = 0.01 * torch.randn(8, 4, 3, generator=torch.Generator().manual_seed(1))
     per_example[:, hot[0], hot[1]] += 1.0
     profile = head_profile(_scores(per_example), k=2, by="pcs", n_splits=4)
-    return {"model": model, "task": task, "discovery": {"pcs": profile, "specific": profile}}
+    config = {"discovery_users": users[0], "evaluation_users": users[1]}
+    return {"model": model, "task": task, "config": config,
+            "discovery": {"pcs": profile, "specific": profile}}  # fmt: skip
 
 
-def test_lamp_compare_reports_cross_task_jaccard_within_a_model(tmp_path, capsys):
+def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     reports = {"a7": _report("m/A", "lamp7", (3, 0)), "a4": _report("m/A", "lamp4", (3, 0)),
+               "a4-full": _report("m/A", "lamp4", (0, 2), users=(64, 100)),
                "b7": _report("m/B", "lamp7", (0, 2))}  # fmt: skip
     for name, report in reports.items():
         (tmp_path / name).mkdir()
@@ -158,14 +161,33 @@ def test_lamp_compare_reports_cross_task_jaccard_within_a_model(tmp_path, capsys
     assert main(["study", "lamp-compare", "--reports", *(str(tmp_path / n) for n in reports),
                  "--out", str(out)]) == 0  # fmt: skip
     comparison = json.loads((out / "compare.json").read_text())
-    assert [c["tasks"] for c in comparison["cross_task"]] == [["lamp7", "lamp4"]]
-    assert comparison["cross_task"][0]["pcs"] == 1.0  # the same top set on both tasks
-    assert [r["run"] for r in comparison["runs"]] == ["A · lamp7", "A · lamp4", "B · lamp7"]
-    assert "| A | lamp7 vs lamp4 | 1.00 | 1.00 |" in capsys.readouterr().out
+    # every two runs of A: across tasks, and LaMP-4 at two sizes; B has one run
+    pairs = comparison["pairs"]
+    assert [c["tasks"] for c in pairs] == [
+        ["lamp7", "lamp4"],
+        ["lamp7", "lamp4"],
+        ["lamp4", "lamp4"],
+    ]
+    # the same top set; then another hot head, with the same (seeded) runner-up
+    assert [c["pcs"] for c in pairs] == [1.0, 1 / 3, 1 / 3]
+    assert [r["run"] for r in comparison["runs"]] == [
+        "A · lamp7 · 8/6 users", "A · lamp4 · 8/6 users", "A · lamp4 · 64/100 users",
+        "B · lamp7 · 8/6 users"]  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| A | lamp7 · 8/6 users vs lamp4 · 8/6 users | 1.00 | 1.00 |" in printed
+    assert "| A | lamp7 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
+    assert "| A | lamp4 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
     (tmp_path / "bad.json").write_text('{"model": "x"}')
     assert main(["study", "lamp-compare", "--reports", str(tmp_path / "a7"),
                  str(tmp_path / "bad.json"), "--out", str(out)]) == 2  # fmt: skip
     assert "is not the report of `dps-lens study lamp`" in capsys.readouterr().err
+    assert main(["study", "lamp-compare", "--reports", str(tmp_path / "a7"),
+                 str(tmp_path / "a7" / "report.json"), "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: two reports are both 'A · lamp7 · 8/6 users' (model, task and users); pass each run once"
+    )
 
 
 def test_depth_profile_figure_rebuilds_when_a_report_changes(tmp_path, capsys):
@@ -181,12 +203,15 @@ def test_depth_profile_figure_rebuilds_when_a_report_changes(tmp_path, capsys):
     command = ["figures", "--study", str(study), "--static", "no", "--no-progress"]
     assert main(command) == 0 and capsys.readouterr().out.count("built") == 1
     html = (tmp_path / "figs" / "depth.html").read_text()
-    assert all(json.dumps(f"{n} · lamp7")[1:-1] in html for n in "ab")  # trace names, as JSON
+    assert all(json.dumps(f"{n} · lamp7 · 8")[1:-1] in html for n in "ab")  # trace names, as JSON
     (tmp_path / "b" / "report.json").write_text(json.dumps(_report("m/b", "lamp7", (1, 1))))
     assert main(command) == 0 and capsys.readouterr().out.count("built") == 1
     study.write_text(study.read_text() + 'select = "both"\n')
     assert main(command) == 2
     assert "option `select` must be pcs or specific" in capsys.readouterr().err
+    study.write_text(study.read_text().replace('select = "both"\n', "").replace('"rb"]', '"ra"]'))
+    assert main(command) == 2
+    assert "two reports are both 'a · lamp7 · 8/6 users'" in capsys.readouterr().err
 
 
 def test_depth_profiles_put_layers_on_relative_depth():
@@ -195,4 +220,5 @@ def test_depth_profiles_put_layers_on_relative_depth():
     figure = depth_profiles({"x": [0.5, 0.25, 0.25, 0.0]}, {"x": [0.0, 0.25]})
     line, ticks = figure.data
     assert list(line.x) == [0.125, 0.375, 0.625, 0.875] and list(line.y) == [0.5, 0.25, 0.25, 0.0]
-    assert list(ticks.x) == [0.0, 0.25]
+    assert list(ticks.x) == [0.125, 0.375]  # each top head at its layer's point of the line
+    assert ticks.legendgroup == line.legendgroup == "x" and ticks.showlegend is False

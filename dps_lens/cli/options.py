@@ -59,9 +59,8 @@ class ModelOptions:
     # split the model over devices: auto, balanced, sequential, or a JSON {module: device} map
     device_map: str | None = None
     n_devices: int | None = None  # with --device-map: use at most this many GPUs
-    max_memory: str | None = (
-        None  # with --device-map: JSON {device: limit}, e.g. {"0": "20GiB", "cpu": "60GiB"}
-    )
+    # with --device-map: JSON {device: limit}, e.g. {"0": "20GiB", "cpu": "60GiB"}
+    max_memory: str | None = None
     offload_folder: Path | None = None  # with --device-map: where "disk" modules are offloaded
 
     def load(self) -> "TransformerBridge":

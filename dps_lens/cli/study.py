@@ -28,9 +28,8 @@ from dps_lens.studies.lamp import LampStudyConfig
 
 @dataclass(frozen=True, kw_only=True)
 class OrganismStudyConfig:
-    model: Organism | None = (
-        None  # default: organism-planted (steering), organism-groups (clusters)
-    )
+    # the organism (default: organism-planted for steering, organism-groups for clusters)
+    model: Organism | None = None
     out: Path | None = None  # default runs/study-<model>
     evaluation_users: int = 300  # held-out users decoded by every method
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars

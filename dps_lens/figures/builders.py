@@ -214,7 +214,7 @@ def _attention(inputs: Inputs, spec: FigureSpec) -> Figure:
 
 
 def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
-    from dps_lens.studies.lamp_compare import read_report, run_label
+    from dps_lens.studies.lamp_compare import distinct_run_labels, read_report
 
     names = spec.options.get("reports")
     if not isinstance(names, list) or not names:
@@ -226,12 +226,15 @@ def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
         raise DataFormatError(
             f"figure {spec.name!r}: option `select` must be pcs or specific, got {select!r}"
         )
-    shares, depths = {}, {}
-    for name in names:
-        report = inputs.read(inputs.named(spec, "reports", name), read_report)
-        found = report["discovery"][select]
-        shares[run_label(report)] = found["layer_share"]
-        depths[run_label(report)] = found["depths"]
+    reports = [inputs.read(inputs.named(spec, "reports", name), read_report) for name in names]
+    labels = distinct_run_labels(reports)
+    shares = {
+        label: r["discovery"][select]["layer_share"]
+        for label, r in zip(labels, reports, strict=True)
+    }
+    depths = {
+        label: r["discovery"][select]["depths"] for label, r in zip(labels, reports, strict=True)
+    }
     kind = "ΔPCS" if select == "specific" else "PCS"
     title = spec.options.get("title", f"Share of Σ|PCS| by relative depth ({kind} top-K marked)")
     return plots.depth_profiles(shares, depths, title)

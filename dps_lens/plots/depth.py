@@ -16,8 +16,8 @@ def depth_profiles(
     title: str = "Share of Σ|PCS| by relative depth",
 ) -> go.Figure:
     """One line per label: layer ``l`` of ``L`` at relative depth ``(l + 0.5) / L``, its share of
-    the summed |PCS| of all heads; ``top_depths`` marks each label's top-K heads
-    (``layer / L``) as ticks along the bottom."""
+    the summed |PCS| of all heads; ``top_depths`` (each top-K head's ``layer / L``) marks each
+    label's top-K heads as ticks along the bottom, at their layer's point of the line."""
     figure = go.Figure()
     for i, (label, per_layer) in enumerate(shares.items()):
         n_layers = len(per_layer)
@@ -28,6 +28,7 @@ def depth_profiles(
                 y=list(per_layer),
                 mode="lines+markers",
                 name=label,
+                legendgroup=label,
                 line={"color": colour},
                 hovertemplate=f"{label}<br>depth %{{x:.2f}}<br>share %{{y:.3f}}<extra></extra>",
             )
@@ -35,16 +36,25 @@ def depth_profiles(
         if top_depths and label in top_depths:
             figure.add_trace(
                 go.Scatter(
-                    x=list(top_depths[label]),
+                    x=[depth + 0.5 / n_layers for depth in top_depths[label]],
                     y=[-0.02 * (i + 1)] * len(top_depths[label]),
                     mode="markers",
                     marker={"symbol": "line-ns-open", "size": 12, "color": colour},
                     name=f"{label}: top-K heads",
+                    legendgroup=label,
+                    showlegend=False,
                     hovertemplate=f"{label} top head<br>depth %{{x:.2f}}<extra></extra>",
                 )
             )
     figure.update_xaxes(title="relative depth (layer / layers)", range=[0, 1])
     figure.update_yaxes(title="share of Σ|PCS|", rangemode="tozero")
-    styled(figure, title, width=720, height=460)
-    figure.update_layout(legend={"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"})
+    styled(figure, title, width=720, height=420 + 24 * len(shares))
+    figure.update_layout(
+        legend={
+            "x": 0,
+            "y": -0.2,
+            "yanchor": "top",
+            "title": {"text": "run (ticks: its top-K heads)"},
+        }
+    )
     return figure

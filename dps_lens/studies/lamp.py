@@ -67,9 +67,9 @@ class LampStudyConfig:
     gammas: tuple[float, ...] = (0.25, 0.5, 1.0)  # DPS strengths evaluated
     random_draws: int = 5  # seeded draws of random heads (γ = 1)
     n_splits: int = 20  # split-half draws for the stability of the top k
-    template: str = "chat"
+    template: str = "chat"  # prompt template: chat, history or no-profile
     max_length: int = 256  # prompt (+ new tokens when decoding) in tokens; oldest items dropped
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32  # tokens generated per input by every method
     scan_batch_size: int = 16  # ablation rows per forward pass of a scan
     decode_batch_size: int = 8  # inputs decoded together
     seed: int = 0  # user split, user sampling, racing order, bootstrap

@@ -1,9 +1,10 @@
 """Across LaMP study runs: do a model's heads carry over from one task to the other, and where in
 depth do two model families keep them?
 
-Reads the ``report.json`` of several ``dps-lens study lamp`` runs and writes, for every model run on
-two or more tasks, the Jaccard index of the tasks' top-K head sets (PCS and ΔPCS), and per run the
-mean relative depth of the top-K heads, the top-4% share of Σ|PCS| and the split-half stability.
+Reads the ``report.json`` of several ``dps-lens study lamp`` runs and writes, for every two runs of
+one model (two tasks, or one task at two sizes), the Jaccard index of their top-K head sets (PCS and
+ΔPCS), and per run the mean relative depth of the top-K heads, the top-4% share of Σ|PCS| and the
+split-half stability.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ def read_report(path: str | Path) -> dict[str, Any]:
         raise DataFormatError(f"{path} cannot be read as JSON ({exc}); {fix}") from None
     needed = ("top", "depths", "layer_share", "top_share", "split_half_jaccard")
     found = report.get("discovery") if isinstance(report, dict) else None
+    config = report.get("config") if isinstance(report, dict) else None
     if (
         not isinstance(found, dict)
         or not {"model", "task"} <= set(report)
+        or not isinstance(config, dict)
+        or not {"discovery_users", "evaluation_users"} <= set(config)
         or any(
             not isinstance(found.get(s), dict) or not set(needed) <= set(found[s])
             for s in SELECTIONS
@@ -42,12 +46,31 @@ def read_report(path: str | Path) -> dict[str, Any]:
     return report
 
 
+def task_label(report: dict[str, Any]) -> str:
+    """The task and the run's size, e.g. ``lamp4 · 64/100 users`` (discovery / evaluation)."""
+    config = report["config"]
+    return f"{report['task']} · {config['discovery_users']}/{config['evaluation_users']} users"
+
+
 def run_label(report: dict[str, Any]) -> str:
-    return f"{model_label(report['model'])} · {report['task']}"
+    return f"{model_label(report['model'])} · {task_label(report)}"
+
+
+def distinct_run_labels(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """``run_label`` of each report; two runs of one model, task and size cannot be told apart."""
+    labels = [run_label(report) for report in reports]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise DataFormatError(
+            f"two reports are both {repeated[0]!r} (model, task and users); pass each run once"
+        )
+    return labels
 
 
 def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Cross-task Jaccard within each model and one summary row per run."""
+    """The Jaccard index of the top sets of every two runs of one model (``pairs``) and one
+    summary row per run (``runs``)."""
+    distinct_run_labels(reports)
     runs = []
     for report in reports:
         row: dict[str, Any] = {"run": run_label(report), "model": report["model"],
@@ -58,19 +81,20 @@ def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             row[f"{select}_top_share"] = found["top_share"]
             row[f"{select}_stability"] = found["split_half_jaccard"]
         runs.append(row)
-    cross_task = [
+    pairs = [
         {
             "model": a["model"],
             "tasks": [a["task"], b["task"]],
+            "runs": [task_label(a), task_label(b)],
             **{
                 select: jaccard(a["discovery"][select]["top"], b["discovery"][select]["top"])
                 for select in SELECTIONS
             },
         }
         for a, b in combinations(reports, 2)
-        if a["model"] == b["model"] and a["task"] != b["task"]
+        if a["model"] == b["model"]
     ]
-    return {"runs": runs, "cross_task": cross_task}
+    return {"runs": runs, "pairs": pairs}
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
@@ -85,10 +109,10 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"| {r['run']} | {r['pcs_depth']:.2f} / {r['specific_depth']:.2f} | "
             f"{r['pcs_top_share']:.2f} | {r['pcs_stability']:.2f} / {r['specific_stability']:.2f} |"
         )
-    lines += ["", "| model | tasks | Jaccard of the top-K (PCS) | (ΔPCS) |", "|---|---|---|---|"]
-    for c in comparison["cross_task"]:
+    lines += ["", "| model | runs | Jaccard of the top-K (PCS) | (ΔPCS) |", "|---|---|---|---|"]
+    for c in comparison["pairs"]:
         lines.append(
-            f"| {model_label(c['model'])} | {' vs '.join(c['tasks'])} | {c['pcs']:.2f} | "
+            f"| {model_label(c['model'])} | {' vs '.join(c['runs'])} | {c['pcs']:.2f} | "
             f"{c['specific']:.2f} |"
         )
     return "\n".join(lines) + "\n"
