@@ -216,10 +216,13 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
 
 
+def ranking(mean: torch.Tensor, k: int) -> list[int]:
+    """The flat indices of the ``k`` largest values of ``mean``, largest first (NaN last)."""
+    return torch.argsort(mean.flatten().nan_to_num(float("-inf")), descending=True)[:k].tolist()
+
+
 def top(mean: torch.Tensor, k: int) -> set[int]:
-    return set(
-        torch.argsort(mean.flatten().nan_to_num(float("-inf")), descending=True)[:k].tolist()
-    )
+    return set(ranking(mean, k))
 
 
 def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
@@ -378,8 +381,8 @@ def main() -> None:
                 )
                 if method == "exact":
                     n_heads = scores["exact"].shape[-1]
-                    best = torch.argsort(scores["exact"].mean(0).flatten(), descending=True)
-                    decisions["top"] = [divmod(int(i), n_heads) for i in best[: case.k]]
+                    best = ranking(scores["exact"].mean(0), case.k)
+                    decisions["top"] = [divmod(i, n_heads) for i in best]
                 rows.append(
                     {
                         "case": name,

@@ -227,14 +227,10 @@ def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
             f"figure {spec.name!r}: option `select` must be pcs or specific, got {select!r}"
         )
     reports = [inputs.read(inputs.named(spec, "reports", name), read_report) for name in names]
-    labels = distinct_run_labels(reports)
-    shares = {
-        label: r["discovery"][select]["layer_share"]
-        for label, r in zip(labels, reports, strict=True)
-    }
-    depths = {
-        label: r["discovery"][select]["depths"] for label, r in zip(labels, reports, strict=True)
-    }
+    shares, depths = {}, {}
+    for label, report in zip(distinct_run_labels(reports), reports, strict=True):
+        found = report["discovery"][select]
+        shares[label], depths[label] = found["layer_share"], found["depths"]
     kind = "ΔPCS" if select == "specific" else "PCS"
     title = spec.options.get("title", f"Share of Σ|PCS| by relative depth ({kind} top-K marked)")
     return plots.depth_profiles(shares, depths, title)

@@ -70,10 +70,9 @@ def distinct_run_labels(reports: Sequence[dict[str, Any]]) -> list[str]:
 def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The Jaccard index of the top sets of every two runs of one model (``pairs``) and one
     summary row per run (``runs``)."""
-    distinct_run_labels(reports)
     runs = []
-    for report in reports:
-        row: dict[str, Any] = {"run": run_label(report), "model": report["model"],
+    for label, report in zip(distinct_run_labels(reports), reports, strict=True):
+        row: dict[str, Any] = {"run": label, "model": report["model"],
                                "task": report["task"]}  # fmt: skip
         for select in SELECTIONS:
             found = report["discovery"][select]
