@@ -8,7 +8,8 @@ NLL at every ``hook_z`` from TransformerLens' ``cache_activation_and_gradient``,
 over the real positions: its ``attribution_patch`` entry point needs a token run of the same
 length as the target, which a zero ablation is not), and ours: ``exact``, ``racing`` (top K;
 ``racing+boundary`` with the boundary allocation), ``attribution``, ``attribution+graddrop`` and
-``hybrid`` (top 20 rescored exactly).
+``hybrid`` (top 20 rescored exactly), and ``exact+bfloat16`` (the exact scan with the weights in
+bfloat16: its values against the float32 scan's, cell by cell).
 
 Each (case, method) runs in a fresh subprocess, so its wall time and peak RSS are its own. The
 parent compares the scores with the exact scan: max |value − exact| for the methods that compute
@@ -35,6 +36,9 @@ from filelock import FileLock
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMOLLM2 = SHARED / "models" / "QuantFactory__SmolLM2-135M-Instruct-GGUF"
 LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
+LAMP4 = SHARED / "data" / "lamp4_user_dev_dps" / "LaMP-4.dev300.jsonl"
+# written by `dps-lens fetch gemma3-270m --accept-terms --out runs/models/gemma3-270m`
+GEMMA3 = Path(__file__).resolve().parents[1] / "runs" / "models" / "gemma3-270m"
 METHODS = (
     "tl-patch",
     "exact",
@@ -44,6 +48,7 @@ METHODS = (
     "attribution+graddrop",
     "hybrid",
     "tl-attribution",
+    "exact+bfloat16",
 )
 PEER = "tl-patch"  # TransformerLens' own patching: the measured peer
 EXACT_VALUED = (
@@ -51,6 +56,7 @@ EXACT_VALUED = (
     "racing",
     "racing+boundary",
     "hybrid",
+    "exact+bfloat16",
 )  # values comparable cell by cell with exact
 HYBRID_TOP = 20
 BATCH_SIZE = 16
@@ -73,7 +79,11 @@ CASES = {
     "smollm2": Case(16, "chat", 192, 10),
     # The issue's size: 64 LaMP-7 examples; 144 tokens is the shortest limit that fits them all.
     "smollm2-64": Case(64, "chat", 144, 10),
+    # Gemma 3 270M (base) on LaMP-4 at the LaMP study's full-size prompt limit
+    "gemma3": Case(16, "history", 192, 10),
 }
+NEEDS = {"smollm2": SMOLLM2, "smollm2-64": SMOLLM2, "gemma3": GEMMA3}
+"""The model each real-model case loads; a case whose model is missing is skipped."""
 
 
 def case_of(name: str, n_examples: int | None) -> Case:
@@ -83,14 +93,15 @@ def case_of(name: str, n_examples: int | None) -> Case:
     return Case(n_examples, case.template, case.max_length, case.k)
 
 
-def setup(name: str, n_examples: int):
-    """(model, examples) of a benchmark case."""
+def setup(name: str, n_examples: int, dtype: str = "float32"):
+    """(model, examples) of a benchmark case, the model's weights in ``dtype``."""
     from dps_lens.data import load_examples, sample_examples
     from dps_lens.models import load_model
     from dps_lens.organism.world import World
 
     if name == "organism-planted":
-        return load_model(name), World().split_examples("discovery", n_examples, queries_per_user=1)
+        examples = World().split_examples("discovery", n_examples, queries_per_user=1)
+        return load_model(name, dtype=dtype), examples
     if name == "gpt2-small-random":
         from dps_lens.tiny import TinyModelConfig, build_tiny_model, cache_root
 
@@ -99,9 +110,12 @@ def setup(name: str, n_examples: int):
             shape = dict(n_layers=12, n_heads=12, n_kv_heads=12, d_model=768, d_mlp=3072)
             build_tiny_model(TinyModelConfig("gpt2", **shape), directory)
         examples = World().split_examples("discovery", n_examples, queries_per_user=1)
-        return load_model(str(directory)), examples
+        return load_model(str(directory), dtype=dtype), examples
+    if name == "gemma3":
+        examples = sample_examples(load_examples(LAMP4), n_examples, seed=0)
+        return load_model(str(GEMMA3), dtype=dtype), examples
     examples = sample_examples(load_examples(LAMP7), n_examples, seed=0)
-    return load_model(str(SMOLLM2)), examples
+    return load_model(str(SMOLLM2), dtype=dtype), examples
 
 
 def encode(model, examples, case: Case):
@@ -178,14 +192,16 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     from dps_lens.scoring import ScanConfig, score_heads
 
     case = case_of(name, n_examples)
-    model, examples = setup(name, case.n_examples)
+    base, _, variant = method.partition("+")
+    model, examples = setup(
+        name, case.n_examples, "bfloat16" if variant == "bfloat16" else "float32"
+    )
     started = time.perf_counter()
     if method == "tl-patch":
         scores = tl_patch_scores(model, examples, case)
     elif method == "tl-attribution":
         scores = tl_attribution_scores(model, examples, case)
     else:
-        base, _, variant = method.partition("+")
         config = ScanConfig(
             method=base,
             graddrop=variant == "graddrop",
@@ -225,6 +241,17 @@ def top(mean: torch.Tensor, k: int) -> set[int]:
     return set(ranking(mean, k))
 
 
+def mean_diff_in_se(values: torch.Tensor, exact: torch.Tensor) -> float:
+    """``max_h |mean(values_h) − mean(exact_h)| / SE(exact_h)`` over heads with a nonzero SE
+    (examples × layers × heads in, one number out): below 1, a method's error on the head means
+    is smaller than their sampling error."""
+    stderr = exact.std(0) / exact.shape[0] ** 0.5
+    varies = stderr > 0
+    if not bool(varies.any()):
+        return float("nan")
+    return float(((values.mean(0) - exact.mean(0)).abs()[varies] / stderr[varies]).max())
+
+
 def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
     """Agreement of one method's per-example scores with the exact scan's (TransformerLens'
     attribution: its values against our attribution's, the same estimate)."""
@@ -239,6 +266,10 @@ def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
         "diff_reference": against,
         "max_abs_diff": float((values - scores[against])[cells].abs().max())
         if against is not None
+        else None,
+        # largest |Δ head mean| in standard errors of the exact mean (every cell scored)
+        "mean_diff_in_se": mean_diff_in_se(values, exact)
+        if against == "exact" and bool(cells.all())
         else None,
         "spearman_vs_exact": spearman(mean[scored], reference[scored])
         if int(scored.sum()) > 2
@@ -293,6 +324,8 @@ def markdown(rows: list[dict]) -> str:
         diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
         if r["diff_reference"] not in (None, "exact"):
             diff += f" (vs {r['diff_reference']})"
+        if r.get("mean_diff_in_se") is not None:
+            diff += f"; head means ≤ {r['mean_diff_in_se']:.2f} SE"
         rho = f"{r['spearman_vs_exact']:.3f}" if r["spearman_vs_exact"] is not None else ""
         case = f"{r['case']} ({r['n_examples']} ex, K={r['k']})"
         lines.append(
@@ -303,7 +336,9 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         if "top" in r:
             heads = ", ".join(head_name(h) for h in r["top"])
-            lines.append(f"\nexact top-{r['k']} on {r['case']} ({r['n_examples']} ex): {heads}.")
+            lines.append(
+                f"\n{r['method']} top-{r['k']} on {r['case']} ({r['n_examples']} ex): {heads}."
+            )
         if "racing" in r:
             race = r["racing"]
             counts, floor, cells = race["status"], race["fewest_evaluations"], r["evaluations"]
@@ -341,7 +376,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument(
         "--n-examples", type=int, default=None,
-        help="examples per case (default: 64 organism, 8 random GPT-2, 16 SmolLM2)",
+        help="examples per case (default: 64 organism, 8 random GPT-2, 16 SmolLM2 or Gemma 3)",
     )  # fmt: skip
     parser.add_argument(
         "--tag", default=None,
@@ -359,7 +394,7 @@ def main() -> None:
     methods = args.methods.split(",")
     if "exact" not in methods:
         parser.error("--methods must include exact (the reference of every comparison)")
-    cases = [c for c in args.cases.split(",") if not c.startswith("smollm2") or SMOLLM2.exists()]
+    cases = [c for c in args.cases.split(",") if c not in NEEDS or NEEDS[c].exists()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -379,9 +414,9 @@ def main() -> None:
                     if status_file.exists()
                     else {}
                 )
-                if method == "exact":
-                    n_heads = scores["exact"].shape[-1]
-                    best = ranking(scores["exact"].mean(0), case.k)
+                if method in ("exact", "exact+bfloat16"):
+                    n_heads = scores[method].shape[-1]
+                    best = ranking(scores[method].mean(0), case.k)
                     decisions["top"] = [divmod(i, n_heads) for i in best]
                 rows.append(
                     {

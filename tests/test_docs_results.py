@@ -168,6 +168,25 @@ def test_discovery_benchmark_checks_racing_against_the_exact_top_k() -> None:
     )
 
 
+def test_discovery_benchmark_scores_a_bfloat16_scan_against_the_float32_one() -> None:
+    import torch
+
+    bench = _benchmark("bench_discovery")
+    model, _ = bench.setup("organism-planted", 2, "bfloat16")
+    assert model.cfg.dtype == torch.bfloat16
+    # four examples of four heads: head means 3, 2, 1, 0, each with a standard error of 0.5
+    spread = torch.tensor([-1.0, 1.0, -1.0, 1.0]).reshape(4, 1, 1) * 3**0.5 / 2
+    exact = torch.tensor([3.0, 2.0, 1.0, 0.0]).reshape(1, 2, 2) + spread
+    rounded = exact + torch.tensor([0.0, 0.0, 0.5, -0.25]).reshape(1, 2, 2)
+    row = bench.compare("exact+bfloat16", {"exact": exact, "exact+bfloat16": rounded}, k=2)
+    assert row["diff_reference"] == "exact" and row["max_abs_diff"] == pytest.approx(0.5)
+    assert row["mean_diff_in_se"] == pytest.approx(1.0)  # head 2 moved by one standard error
+    assert row["evaluations"] == 16 and row["recall_vs_exact"] == 1.0
+    text = bench.markdown([row | {"case": "c", "method": "exact+bfloat16", "n_examples": 4,
+                                  "k": 2, "seconds": 1.0, "peak_rss_mb": 1.0}])  # fmt: skip
+    assert "| 5.0e-01; head means ≤ 1.00 SE |" in text
+
+
 def test_scale_benchmark_markdown_is_rendered_from_its_json() -> None:
     module = _benchmark("bench_scale")
     paths = sorted((ROOT / "benchmarks" / "results").glob("scale-*.json"))

@@ -172,3 +172,10 @@ def test_specificity_scatter_plots_pcs_with_against_without_profile(tmp_path) ->
     study = Study("s", "s", tmp_path, tmp_path, {"scan": tmp_path / "scan"}, [spec])
     built = BUILDERS["specificity"](Inputs(study), spec)
     assert isinstance(built, go.Figure) and list(built.data[1].text) == ["L1H2"]
+
+
+def test_eight_traces_that_are_not_methods_get_eight_colours():
+    from dps_lens.plots.style import METHOD_COLOURS, method_colour
+
+    colours = [method_colour(f"run {i}", i) for i in range(8)]
+    assert len(set(colours)) == 8 and not set(colours) & set(METHOD_COLOURS.values())

@@ -21,6 +21,7 @@ from dps_lens.studies.lamp import (
     report_markdown,
     sample_users,
 )
+from dps_lens.studies.lamp_compare import task_label
 
 
 def _scores(per_example: torch.Tensor) -> HeadScores:
@@ -118,6 +119,8 @@ def test_lamp_study_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert "### Paired differences" in (out / "report.md").read_text()
     local = report | {"model": "../shared/models/Some-Model-GGUF"}
     assert report_markdown(local).startswith("## Some-Model-GGUF on lamp7\n")  # not its path
+    assert report["dtype"] == "float32" and "Weights in" not in report_markdown(report)
+    assert "Weights in bfloat16." in report_markdown(report | {"dtype": "bfloat16"})
     printed = capsys.readouterr().out
     assert "dps_specific@1" in printed and "done in" in printed
 
@@ -177,6 +180,9 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     assert "| A | lamp7 · 8/6 users vs lamp4 · 8/6 users | 1.00 | 1.00 |" in printed
     assert "| A | lamp7 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
     assert "| A | lamp4 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
+    # a run in another dtype is named by it; reports without a dtype are float32
+    assert task_label(reports["a4"] | {"dtype": "bfloat16"}) == "lamp4 · 8/6 users · bfloat16"
+    assert task_label(reports["a4"] | {"dtype": "float32"}) == task_label(reports["a4"])
     (tmp_path / "bad.json").write_text('{"model": "x"}')
     assert main(["study", "lamp-compare", "--reports", str(tmp_path / "a7"),
                  str(tmp_path / "bad.json"), "--out", str(out)]) == 2  # fmt: skip
@@ -186,7 +192,7 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert (
         err
-        == "error: two reports are both 'A · lamp7 · 8/6 users' (model, task and users); pass each run once"
+        == "error: two reports are both 'A · lamp7 · 8/6 users' (model, task, users and dtype); pass each run once"
     )
 
 

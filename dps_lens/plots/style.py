@@ -24,7 +24,8 @@ METHOD_COLOURS = {
     "decore": "#8c564b",
     "reference": "#e377c2",
 }
-_FALLBACK = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
+_FALLBACK = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#ce6dbd", "#6b6ecf", "#e7ba52")
+"""Colours of traces that are not methods (runs, head sets), none a method's colour."""
 
 
 def method_colour(name: str, index: int = 0) -> str:

@@ -239,6 +239,7 @@ def run_lamp_study(
     report = {
         "model": model_info(model).model_id,
         "architecture": model_info(model).architecture,
+        "dtype": weights_dtype(model),
         "task": config.task,
         "config": asdict(config),
         "n_layers": int(model.cfg.n_layers),
@@ -262,6 +263,16 @@ def run_lamp_study(
     return report
 
 
+def weights_dtype(model: "TransformerBridge") -> str:
+    """The dtype of the model's weights, e.g. ``bfloat16`` (scores are float32 whatever it is)."""
+    return str(model.cfg.dtype).removeprefix("torch.")
+
+
+def report_dtype(report: dict[str, Any]) -> str:
+    """A report's weights dtype; reports that do not name it were written in float32."""
+    return str(report.get("dtype", "float32"))
+
+
 def model_label(model_id: str) -> str:
     """A report's name for its model: the hub id's or the local folder's last part."""
     return Path(model_id).name
@@ -275,7 +286,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{report['n_discovery_examples']} discovery examples, {report['n_evaluation_examples']} "
         f"evaluation examples (disjoint users); {report['n_layers']} layers × "
         f"{report['n_heads']} heads. Compute time: discovery {report['discovery_seconds']} s, "
-        f"decoding {report['evaluation_seconds']} s (over every call that resumed the study).",
+        f"decoding {report['evaluation_seconds']} s (over every call that resumed the study)."
+        + ("" if report_dtype(report) == "float32" else f" Weights in {report_dtype(report)}."),
         "",
         "| head set | top heads | mean relative depth | top-4% share of Σ|PCS| "
         "| split-half Jaccard of the top k | cells scored by racing (of all) |",

@@ -17,7 +17,7 @@ from typing import Any
 
 from dps_lens.errors import DataFormatError
 from dps_lens.headsets import jaccard
-from dps_lens.studies.lamp import SELECTIONS, model_label
+from dps_lens.studies.lamp import SELECTIONS, model_label, report_dtype
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -37,6 +37,7 @@ def read_report(path: str | Path) -> dict[str, Any]:
         or not {"model", "task"} <= set(report)
         or not isinstance(config, dict)
         or not {"discovery_users", "evaluation_users"} <= set(config)
+        or not isinstance(report.get("dtype", "float32"), str)
         or any(
             not isinstance(found.get(s), dict) or not set(needed) <= set(found[s])
             for s in SELECTIONS
@@ -47,9 +48,13 @@ def read_report(path: str | Path) -> dict[str, Any]:
 
 
 def task_label(report: dict[str, Any]) -> str:
-    """The task and the run's size, e.g. ``lamp4 · 64/100 users`` (discovery / evaluation)."""
+    """The task and the run's size, e.g. ``lamp4 · 64/100 users`` (discovery / evaluation), and
+    the weights' dtype when it is not float32 (``lamp4 · 64/100 users · bfloat16``)."""
     config = report["config"]
-    return f"{report['task']} · {config['discovery_users']}/{config['evaluation_users']} users"
+    dtype = report_dtype(report)
+    return f"{report['task']} · {config['discovery_users']}/{config['evaluation_users']} users" + (
+        "" if dtype == "float32" else f" · {dtype}"
+    )
 
 
 def run_label(report: dict[str, Any]) -> str:
@@ -62,7 +67,7 @@ def distinct_run_labels(reports: Sequence[dict[str, Any]]) -> list[str]:
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise DataFormatError(
-            f"two reports are both {repeated[0]!r} (model, task and users); pass each run once"
+            f"two reports are both {repeated[0]!r} (model, task, users and dtype); pass each run once"
         )
     return labels
 
