@@ -39,6 +39,7 @@ LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
 LAMP4 = SHARED / "data" / "lamp4_user_dev_dps" / "LaMP-4.dev300.jsonl"
 # written by `dps-lens fetch gemma3-270m --accept-terms --out runs/models/gemma3-270m`
 GEMMA3 = Path(__file__).resolve().parents[1] / "runs" / "models" / "gemma3-270m"
+BFLOAT16 = "exact+bfloat16"  # the exact scan with the weights in bfloat16
 METHODS = (
     "tl-patch",
     "exact",
@@ -48,7 +49,7 @@ METHODS = (
     "attribution+graddrop",
     "hybrid",
     "tl-attribution",
-    "exact+bfloat16",
+    BFLOAT16,
 )
 PEER = "tl-patch"  # TransformerLens' own patching: the measured peer
 EXACT_VALUED = (
@@ -56,7 +57,7 @@ EXACT_VALUED = (
     "racing",
     "racing+boundary",
     "hybrid",
-    "exact+bfloat16",
+    BFLOAT16,
 )  # values comparable cell by cell with exact
 HYBRID_TOP = 20
 BATCH_SIZE = 16
@@ -192,16 +193,14 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     from dps_lens.scoring import ScanConfig, score_heads
 
     case = case_of(name, n_examples)
-    base, _, variant = method.partition("+")
-    model, examples = setup(
-        name, case.n_examples, "bfloat16" if variant == "bfloat16" else "float32"
-    )
+    model, examples = setup(name, case.n_examples, "bfloat16" if method == BFLOAT16 else "float32")
     started = time.perf_counter()
     if method == "tl-patch":
         scores = tl_patch_scores(model, examples, case)
     elif method == "tl-attribution":
         scores = tl_attribution_scores(model, examples, case)
     else:
+        base, _, variant = method.partition("+")
         config = ScanConfig(
             method=base,
             graddrop=variant == "graddrop",
@@ -414,7 +413,7 @@ def main() -> None:
                     if status_file.exists()
                     else {}
                 )
-                if method in ("exact", "exact+bfloat16"):
+                if method in ("exact", BFLOAT16):
                     n_heads = scores[method].shape[-1]
                     best = ranking(scores[method].mean(0), case.k)
                     decisions["top"] = [divmod(i, n_heads) for i in best]

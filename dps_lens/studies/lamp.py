@@ -280,6 +280,7 @@ def model_label(model_id: str) -> str:
 
 def report_markdown(report: dict[str, Any]) -> str:
     """``report.md`` from ``report.json``: discovery, head profile, evaluation, paired differences."""
+    dtype = report_dtype(report)
     lines = [
         f"## {model_label(report['model'])} on {report['task']}",
         "",
@@ -287,7 +288,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"evaluation examples (disjoint users); {report['n_layers']} layers × "
         f"{report['n_heads']} heads. Compute time: discovery {report['discovery_seconds']} s, "
         f"decoding {report['evaluation_seconds']} s (over every call that resumed the study)."
-        + ("" if report_dtype(report) == "float32" else f" Weights in {report_dtype(report)}."),
+        + ("" if dtype == "float32" else f" Weights in {dtype}."),
         "",
         "| head set | top heads | mean relative depth | top-4% share of Σ|PCS| "
         "| split-half Jaccard of the top k | cells scored by racing (of all) |",
