@@ -57,6 +57,18 @@ ENTRIES: list[tuple[str, tuple[str, ...], str]] = [
      "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-4, bfloat16, ≤ 192 tokens): decoding, 100 users, 15 runs"),
     ("results/study-lamp/smollm2-lamp4-full/report.json", ("seconds",),
      "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-4, bfloat16, ≤ 192 tokens): the whole command, 64/100 users"),
+    ("results/study-lamp/smollm2-lamp7-full/report.json", ("discovery_seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7, bfloat16, ≤ 192 tokens): discovery, 64 users, two races"),
+    ("results/study-lamp/smollm2-lamp7-full/report.json", ("evaluation_seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7, bfloat16, ≤ 192 tokens): decoding, 100 users, 15 runs"),
+    ("results/study-lamp/smollm2-lamp7-full/report.json", ("seconds",),
+     "dps-lens study lamp (SmolLM2-135M-Instruct, LaMP-7, bfloat16, ≤ 192 tokens): the whole command, 64/100 users"),
+    ("results/study-lamp/gemma3-lamp7-full/report.json", ("discovery_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-7, bfloat16, ≤ 192 tokens): discovery, 64 users, two races"),
+    ("results/study-lamp/gemma3-lamp7-full/report.json", ("evaluation_seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-7, bfloat16, ≤ 192 tokens): decoding, 100 users, 15 runs"),
+    ("results/study-lamp/gemma3-lamp7-full/report.json", ("seconds",),
+     "dps-lens study lamp (Gemma 3 270M, LaMP-7, bfloat16, ≤ 192 tokens): the whole command, 64/100 users"),
 ]  # fmt: skip
 
 

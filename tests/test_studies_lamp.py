@@ -21,7 +21,7 @@ from dps_lens.studies.lamp import (
     report_markdown,
     sample_users,
 )
-from dps_lens.studies.lamp_compare import task_label
+from dps_lens.studies.lamp_compare import comparison_markdown, task_label
 
 
 def _scores(per_example: torch.Tensor) -> HeadScores:
@@ -144,13 +144,66 @@ def test_lamp_study_refuses_data_of_another_task(tmp_path, capsys):
     assert err.startswith("error:") and "lamp7 examples, not lamp4" in err and "\n" not in err
 
 
-def _report(model: str, task: str, hot: tuple[int, int], users: tuple[int, int] = (8, 6)) -> dict:
+def _report(
+    model: str,
+    task: str,
+    hot: tuple[int, int],
+    users: tuple[int, int] = (8, 6),
+    comparisons: tuple[dict, ...] = (),
+) -> dict:
     per_example = 0.01 * torch.randn(8, 4, 3, generator=torch.Generator().manual_seed(1))
     per_example[:, hot[0], hot[1]] += 1.0
     profile = head_profile(_scores(per_example), k=2, by="pcs", n_splits=4)
     config = {"discovery_users": users[0], "evaluation_users": users[1]}
-    return {"model": model, "task": task, "config": config,
+    return {"model": model, "task": task, "config": config, "comparisons": list(comparisons),
             "discovery": {"pcs": profile, "specific": profile}}  # fmt: skip
+
+
+def _paired(method: str, reference: str, metric: str, difference: float, excludes_zero: bool):
+    return {"method": method, "reference": reference, "metric": metric,
+            "difference": difference, "excludes_zero": excludes_zero}  # fmt: skip
+
+
+RANDOM = "mean of random_heads_s0@1, random_heads_s1@1"
+STEERING = (
+    _paired("dps_pcs@0.25", "plain", "rouge1", 0.03, True),
+    _paired("dps_pcs@0.25", "plain", "meteor", 0.01, False),
+    _paired("dps_specific@0.5", "plain", "rougeL", 0.02, True),
+    _paired("dps_specific@0.5", "plain", "meteor", 0.02, True),
+    _paired("dps_pcs@1", "plain", "rouge1", -0.04, True),
+    _paired("cad", "plain", "rouge1", 0.10, True),  # not DPS
+    _paired("random_heads_s0@1", "plain", "rouge1", 0.05, True),  # not DPS
+    _paired("dps_pcs@1", RANDOM, "rouge1", -0.05, True),
+    _paired("dps_pcs@1", RANDOM, "meteor", 0.02, False),
+    _paired("dps_specific@1", RANDOM, "rouge1", 0.02, True),
+    _paired("dps_specific@1", RANDOM, "meteor", -0.03, True),
+)
+
+
+def test_steering_verdicts_name_dps_runs_above_plain_and_against_random():
+    from dps_lens.studies.lamp_compare import compare_reports, steering_verdicts, verdict
+
+    verdicts = steering_verdicts(_report("m/A", "lamp7", (3, 0), comparisons=STEERING))
+    assert verdicts["dps_above_plain"] == [
+        {"method": "dps_pcs@0.25", "metrics": ["rouge1"]},
+        {"method": "dps_specific@0.5", "metrics": ["rougeL", "meteor"]},
+    ]
+    assert (verdicts["pcs_vs_random"], verdicts["specific_vs_random"]) == ("below", "mixed")
+    level = [_paired("dps_pcs@1", RANDOM, "rouge1", 0.3, False)]
+    assert verdict(level) == "level" and verdict([]) is None
+    assert verdict([*level, _paired("dps_pcs@1", RANDOM, "meteor", 0.1, True)]) == "above"
+    # a run without γ = 1 has no random-heads test: it is left out of the tally
+    comparison = compare_reports(
+        [_report("m/A", "lamp7", (3, 0), comparisons=STEERING), _report("m/A", "lamp4", (3, 0))]
+    )
+    assert comparison["dps_vs_random"] == {"above": 0, "level": 0, "below": 1, "mixed": 1}
+    markdown = comparison_markdown(comparison)
+    assert (
+        "| A · lamp7 · 8/6 users | dps_pcs@0.25: rouge1; dps_specific@0.5: rougeL, meteor "
+        "| below / mixed |" in markdown
+    )
+    assert "| A · lamp4 · 8/6 users | none | – / – |" in markdown
+    assert "over 2 tests (runs × head sets): 0 above, 0 level, 1 below, 1 mixed" in markdown
 
 
 def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
@@ -183,6 +236,11 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     # a run in another dtype is named by it; reports without a dtype are float32
     assert task_label(reports["a4"] | {"dtype": "bfloat16"}) == "lamp4 · 8/6 users · bfloat16"
     assert task_label(reports["a4"] | {"dtype": "float32"}) == task_label(reports["a4"])
+    unpaired = reports["a7"] | {"comparisons": [{"method": "dps_pcs@1"}]}
+    (tmp_path / "unpaired.json").write_text(json.dumps(unpaired))
+    assert main(["study", "lamp-compare", "--reports", str(tmp_path / "a4"),
+                 str(tmp_path / "unpaired.json"), "--out", str(out)]) == 2  # fmt: skip
+    assert "is not the report of `dps-lens study lamp`" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"model": "x"}')
     assert main(["study", "lamp-compare", "--reports", str(tmp_path / "a7"),
                  str(tmp_path / "bad.json"), "--out", str(out)]) == 2  # fmt: skip

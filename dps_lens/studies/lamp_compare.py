@@ -4,12 +4,15 @@ depth do two model families keep them?
 Reads the ``report.json`` of several ``dps-lens study lamp`` runs and writes, for every two runs of
 one model (two tasks, or one task at two sizes), the Jaccard index of their top-K head sets (PCS and
 ΔPCS), and per run the mean relative depth of the top-K heads, the top-4% share of Σ|PCS| and the
-split-half stability.
+split-half stability. Per run, too, the steering verdicts of its paired tests: which DPS runs beat
+plain decoding, and whether DPS at γ = 1 beats, matches or falls below the mean random draw, with
+their tally over all runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -18,6 +21,12 @@ from typing import Any
 from dps_lens.errors import DataFormatError
 from dps_lens.headsets import jaccard
 from dps_lens.studies.lamp import SELECTIONS, model_label, report_dtype
+
+VERDICTS = ("above", "level", "below", "mixed")
+"""A method against a reference over its metrics: some paired interval above 0 and none below it,
+none excluding 0, some below and none above, or both."""
+
+_COMPARISON_KEYS = {"method", "reference", "metric", "difference", "excludes_zero"}
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -38,6 +47,10 @@ def read_report(path: str | Path) -> dict[str, Any]:
         or not isinstance(config, dict)
         or not {"discovery_users", "evaluation_users"} <= set(config)
         or not isinstance(report.get("dtype", "float32"), str)
+        or not isinstance(report.get("comparisons"), list)
+        or any(
+            not isinstance(c, dict) or not set(c) >= _COMPARISON_KEYS for c in report["comparisons"]
+        )
         or any(
             not isinstance(found.get(s), dict) or not set(needed) <= set(found[s])
             for s in SELECTIONS
@@ -72,9 +85,43 @@ def distinct_run_labels(reports: Sequence[dict[str, Any]]) -> list[str]:
     return labels
 
 
+def verdict(comparisons: Sequence[dict[str, Any]]) -> str | None:
+    """One of ``VERDICTS`` for a method's paired comparisons with one reference (one row per
+    metric); ``None`` when there are none (a run without γ = 1 has no random-heads test)."""
+    if not comparisons:
+        return None
+    positive = {c["difference"] > 0 for c in comparisons if c["excludes_zero"]}
+    if not positive:
+        return "level"
+    if len(positive) == 2:
+        return "mixed"
+    return "above" if positive == {True} else "below"
+
+
+def steering_verdicts(report: dict[str, Any]) -> dict[str, Any]:
+    """The DPS runs above plain (``dps_above_plain``: each run and the metrics whose paired
+    interval is above 0) and, per head set, DPS at γ = 1 against the mean random draw."""
+    rows = report["comparisons"]
+    above: dict[str, list[str]] = {}
+    for c in rows:
+        dps_against_plain = c["method"].startswith("dps_") and c["reference"] == "plain"
+        if dps_against_plain and c["excludes_zero"] and c["difference"] > 0:
+            above.setdefault(c["method"], []).append(c["metric"])
+    verdicts: dict[str, Any] = {
+        "dps_above_plain": [{"method": m, "metrics": metrics} for m, metrics in above.items()]
+    }
+    for select in SELECTIONS:
+        against_random = [
+            c for c in rows if c["method"] == f"dps_{select}@1" and c["reference"] != "plain"
+        ]
+        verdicts[f"{select}_vs_random"] = verdict(against_random)
+    return verdicts
+
+
 def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The Jaccard index of the top sets of every two runs of one model (``pairs``) and one
-    summary row per run (``runs``)."""
+    """The Jaccard index of the top sets of every two runs of one model (``pairs``), one
+    summary row per run (``runs``) and the tally of DPS-against-random verdicts
+    (``dps_vs_random``: count per verdict over runs and head sets)."""
     runs = []
     for label, report in zip(distinct_run_labels(reports), reports, strict=True):
         row: dict[str, Any] = {"run": label, "model": report["model"],
@@ -84,7 +131,9 @@ def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             row[f"{select}_depth"] = sum(found["depths"]) / len(found["depths"])
             row[f"{select}_top_share"] = found["top_share"]
             row[f"{select}_stability"] = found["split_half_jaccard"]
+        row |= steering_verdicts(report)
         runs.append(row)
+    tally = Counter(row[f"{select}_vs_random"] for row in runs for select in SELECTIONS)
     pairs = [
         {
             "model": a["model"],
@@ -98,7 +147,7 @@ def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for a, b in combinations(reports, 2)
         if a["model"] == b["model"]
     ]
-    return {"runs": runs, "pairs": pairs}
+    return {"runs": runs, "pairs": pairs, "dps_vs_random": {v: tally[v] for v in VERDICTS}}
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
@@ -119,4 +168,21 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"| {model_label(c['model'])} | {' vs '.join(c['runs'])} | {c['pcs']:.2f} | "
             f"{c['specific']:.2f} |"
         )
+    lines += [
+        "",
+        "| run | DPS above plain (paired interval above 0) | DPS (γ = 1) against the mean random "
+        "draw (PCS / ΔPCS) |",
+        "|---|---|---|",
+    ]
+    for r in comparison["runs"]:
+        above = "; ".join(f"{a['method']}: {', '.join(a['metrics'])}" for a in r["dps_above_plain"])
+        against = " / ".join(r[f"{select}_vs_random"] or "–" for select in SELECTIONS)
+        lines.append(f"| {r['run']} | {above or 'none'} | {against} |")
+    tally = comparison["dps_vs_random"]
+    lines += [
+        "",
+        f"DPS (γ = 1) against the mean random draw, over {sum(tally.values())} tests (runs × head "
+        "sets): " + ", ".join(f"{tally[v]} {v}" for v in VERDICTS) + " (above: some metric's "
+        "paired interval above 0 and none below; below: the reverse; mixed: both).",
+    ]
     return "\n".join(lines) + "\n"
