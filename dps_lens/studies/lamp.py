@@ -158,6 +158,11 @@ def discover(
     return found
 
 
+def dps_label(select: Select, gamma: float) -> str:
+    """The name of the DPS run steering with the ``select`` top K at ``gamma``, e.g. ``dps_pcs@1``."""
+    return f"dps_{select}@{gamma:g}"
+
+
 def evaluation_points(config: LampStudyConfig) -> list[SweepPoint]:
     """The decoded runs: ``variant`` names the head set a DPS run steers with."""
     points = [
@@ -168,7 +173,7 @@ def evaluation_points(config: LampStudyConfig) -> list[SweepPoint]:
     for select in SELECTIONS:
         points += [
             SweepPoint(
-                f"dps_{select}@{g:g}",
+                dps_label(select, g),
                 method_config("dps", gamma=g),
                 "gamma",
                 g,
@@ -199,7 +204,7 @@ def comparison_pairs(config: LampStudyConfig) -> list[tuple[str, Sequence[str]]]
     randoms = [label for label in labels if label.startswith("random_heads_")]
     pairs: list[tuple[str, Sequence[str]]] = [(label, ["plain"]) for label in labels[1:]]
     if 1.0 in config.gammas:
-        pairs += [(f"dps_{select}@1", randoms) for select in SELECTIONS]
+        pairs += [(dps_label(select, 1.0), randoms) for select in SELECTIONS]
     return pairs
 
 

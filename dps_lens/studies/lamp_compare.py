@@ -20,7 +20,7 @@ from typing import Any
 
 from dps_lens.errors import DataFormatError
 from dps_lens.headsets import jaccard
-from dps_lens.studies.lamp import SELECTIONS, model_label, report_dtype
+from dps_lens.studies.lamp import SELECTIONS, dps_label, model_label, report_dtype
 
 VERDICTS = ("above", "level", "below", "mixed")
 """A method against a reference over its metrics: some paired interval above 0 and none below it,
@@ -112,7 +112,7 @@ def steering_verdicts(report: dict[str, Any]) -> dict[str, Any]:
     }
     for select in SELECTIONS:
         against_random = [
-            c for c in rows if c["method"] == f"dps_{select}@1" and c["reference"] != "plain"
+            c for c in rows if c["method"] == dps_label(select, 1.0) and c["reference"] != "plain"
         ]
         verdicts[f"{select}_vs_random"] = verdict(against_random)
     return verdicts
