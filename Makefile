@@ -4,18 +4,30 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# One stamp per install: the runtime (what `make demo` needs), then each extra set when a target
+# needs it (dev: tests and checks; clusters: profile embeddings; docs: the site).
 STAMP := $(VENV)/.installed
+DEV := $(VENV)/.installed-dev
+CLUSTERS := $(VENV)/.installed-clusters
+DOCS := $(VENV)/.installed-docs
+# The lowest transformers release dps-lens supports, whose cached decoding CI checks too
+LOWEST_TRANSFORMERS ?= transformers==5.9.0
+LOWEST := .venv-lowest
 
-.PHONY: install wordnet chromium browser-assets demo test figures screenshots lint typecheck organisms validate docs clean
+.PHONY: install wordnet chromium browser-assets demo test test-lowest figures screenshots lint typecheck organisms validate docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[dev,clusters,docs]"
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
-install: $(STAMP) wordnet chromium
+$(VENV)/.installed-%: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[$*]"
+	touch $@
+
+install: $(STAMP) $(DEV) $(CLUSTERS) $(DOCS) wordnet chromium
 
 # WordNet for METEOR, offline: Debian's wordnet-base (skipped where it is present or apt is absent;
 # elsewhere use `python -m nltk.downloader wordnet` or set DPS_LENS_WORDNET).
@@ -44,8 +56,16 @@ browser-assets:
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens demo
 
-test: $(STAMP) wordnet chromium browser-assets
+test: $(DEV) $(CLUSTERS) wordnet chromium browser-assets
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Cached decoding and every family's exactness under the lowest supported transformers (the
+# main environment has the newest release the project allows), in a second small environment.
+test-lowest:
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet $(TORCH_SPEC)
+	$(LOWEST)/bin/pip install --quiet -e ".[dev]" "$(LOWEST_TRANSFORMERS)"
+	HF_HUB_OFFLINE=1 $(LOWEST)/bin/python -m pytest -q tests/test_kv_cache.py tests/test_model_families.py tests/test_steering_generate.py
 
 # Every figure of the organism study (and of the SmolLM2 + LaMP-7 study when ../shared is there),
 # rebuilt only where the saved results changed: figures/<study>/*.html, *.png, *.svg.
@@ -60,7 +80,7 @@ figures: $(STAMP) chromium
 	else echo "../shared not found: skipping the SmolLM2 studies"; fi
 
 # What headless Chromium draws in the browser tests, kept in figures/screenshots/ to look at.
-screenshots: $(STAMP) chromium browser-assets
+screenshots: $(DEV) chromium browser-assets
 	DPS_LENS_SCREENSHOTS=figures/screenshots HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 organisms: $(STAMP)
@@ -73,16 +93,16 @@ validate: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dps-lens organism validate --model organism-free --out runs/validate/free
 
 # Lint, format and type checks (CI runs all three before the tests).
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check dps_lens tests benchmarks
 	$(BIN)/ruff format --check dps_lens tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/pyright
 
 # The documentation site (mkdocs-material + mkdocstrings), built offline into site/; any warning fails.
-docs: $(STAMP)
+docs: $(DOCS)
 	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) $(LOWEST) build *.egg-info .pytest_cache .ruff_cache .cache

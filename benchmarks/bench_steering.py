@@ -1,4 +1,5 @@
-"""Latency of DPS (exact and shared-prefill) and CAD relative to plain KV-cached greedy decoding.
+"""Latency of DPS (exact and shared-prefill), CAD and the head-editing methods (attention
+emphasis, head shift, amplification) relative to plain KV-cached greedy decoding.
 
 For each model and prompt length (128 / 512 / 1024 tokens, as far as the context allows), one
 prompt built from real profile text is decoded for exactly 32 new tokens (EOS ignored), batch 1,
@@ -27,9 +28,19 @@ import torch
 from dps_lens.data import PreferenceExample, load_examples
 from dps_lens.data.encoding import encoder_for
 from dps_lens.data.prompts import get_template
+from dps_lens.interventions import head_directions
 from dps_lens.models import load_model
 from dps_lens.selection import read_heads
-from dps_lens.steering import Steering, cad, dps, generate, plain
+from dps_lens.steering import (
+    Steering,
+    amplify,
+    attention_emphasis,
+    cad,
+    dps,
+    generate,
+    head_shift,
+    plain,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -38,13 +49,18 @@ LAMP7 = SHARED / "data" / "lamp7_user_dev_dps" / "LaMP-7.dev300.jsonl"
 NEW_TOKENS = 32
 
 
-def profile_pool() -> list[str]:
-    """Profile texts to fill prompts with: LaMP-7 tweets when present, else organism history."""
+def profile_examples() -> list[PreferenceExample]:
+    """Examples to fill prompts with: LaMP-7 users when present, else organism users."""
     if LAMP7.exists():
-        return [item for e in load_examples(LAMP7)[:40] for item in e.profile]
+        return load_examples(LAMP7)[:40]
     from dps_lens.organism.world import World
 
-    return [item for e in World().split_examples("evaluation", 40) for item in e.profile]
+    return World().split_examples("evaluation", 40)
+
+
+def profile_pool() -> list[str]:
+    """Profile texts to fill prompts with (``profile_examples``' history items)."""
+    return [item for e in profile_examples() for item in e.profile]
 
 
 def example_of_length(model, pool: list[str], n_tokens: int, template: str) -> PreferenceExample:
@@ -97,11 +113,17 @@ def hf_generate_seconds(model, example, template: str, repeats: int) -> float:
 def bench_model(name: str, spec: str, heads, template: str, lengths, repeats: int) -> list[dict]:
     model = load_model(spec, device="cuda" if torch.cuda.is_available() else "cpu")
     pool = profile_pool()
+    directions = head_directions(
+        model, profile_examples()[:8], template, max_length=min(512, int(model.cfg.n_ctx))
+    )
     methods = {
         "plain": plain(),
         "dps_exact": dps(model, heads, gamma=1.0),
         "dps_shared_prefill": dps(model, heads, gamma=1.0, masked_run="shared_prefill"),
         "cad": cad(1.0),
+        "attention_emphasis": attention_emphasis(model, heads, alpha=0.01),
+        "head_shift": head_shift(model, heads, directions, alpha=2.0),
+        "amplify": amplify(model, heads, alpha=1.0),
     }
     rows = []
     for length in lengths:

@@ -24,6 +24,7 @@ from dps_lens.data.encoding import encoder_for
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.heads import Head, check_head, head_name
+from dps_lens.profile_attention import profile_share
 from dps_lens.scoring.head_scores import HeadScores
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def attention_view(
         check_head(layer, head, n_layers, n_heads)
     encoder = encoder_for(model, template, max_length)
     encoded = encoder.encode(example)
-    profile = torch.tensor(encoder.profile_token_mask(example, encoded))
+    profile = torch.tensor(encoded.profile_mask())
     tokens = torch.tensor([encoded.input_ids], device=model.cfg.device)
     layers = sorted({layer for layer, _ in heads})
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
@@ -101,8 +102,9 @@ def attention_view(
     patterns = torch.stack(
         [cache[f"blocks.{layer}.attn.hook_pattern"][0, head] for layer, head in heads]
     ).float().cpu()  # fmt: skip
-    readers = slice(encoded.target_start - 1, len(encoded.input_ids) - 1)
-    share = patterns[:, readers][..., profile].sum(-1).mean(-1)
+    answer = torch.zeros(len(encoded.input_ids), dtype=torch.bool)
+    answer[encoded.target_start - 1 : len(encoded.input_ids) - 1] = True
+    share = profile_share(patterns[None], answer[None], profile[None])[0]
     labels = []
     for (layer, head), fraction in zip(heads, share.tolist(), strict=True):
         pcs = f" · PCS {float(scores.mean[layer, head]):.3f}" if scores is not None else ""

@@ -1,8 +1,9 @@
-"""Checks of numeric parameters shared by every config dataclass (API and CLI alike)."""
+"""Checks shared by every config dataclass (API and CLI alike): numeric parameters, model ids."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from dps_lens.errors import DpsLensError
 
@@ -29,3 +30,11 @@ def check_positive(name: str, value: int | None) -> None:
     """Raise naming ``name`` unless ``value`` is None or a positive integer."""
     if value is not None and value <= 0:
         raise DpsLensError(f"{name} must be a positive integer, got {value}")
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model ids (registered names or paths) name the same model."""
+    if a == b:
+        return True
+    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
+    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()

@@ -17,6 +17,7 @@ Known models (``KNOWN_MODELS``):
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dps_lens._io import save_weights
+from dps_lens._io import atomic_write_json, save_weights
 from dps_lens.errors import DpsLensError
+from dps_lens.names import name_from_id
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,13 @@ def check_terms(name: str, accept_terms: bool) -> None:
         )
 
 
+def _record_name(config_file: Path, name: str) -> None:
+    """Give a written ``config.json`` the model's own name as ``_name_or_path`` (which
+    ``save_pretrained`` leaves out), so reports name the model, not its folder."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    atomic_write_json(config_file, {**config, "_name_or_path": name})
+
+
 def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
     """Write tokenizer + config (and float32 safetensors when ``convert``) for ``gguf`` into ``out_dir``.
 
@@ -236,6 +245,7 @@ def export_hf_directory(gguf: Path, out_dir: Path, convert: bool) -> Path:
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")  # the weights written below are plain float32
     config.save_pretrained(out_dir)
+    _record_name(out_dir / "config.json", name_from_id(gguf.name))
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out_dir)
     save_weights(model, out_dir / "model.safetensors")

@@ -33,6 +33,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from dps_lens.errors import ModelLoadError
+from dps_lens.kv_cache import adapt_cache_argument
 from dps_lens.plugins import load_plugins
 from dps_lens.tiny import TINY_MODELS, cache_root, tiny_model_dir
 
@@ -81,9 +82,12 @@ _WEIGHT_FILES = (
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Shape facts of a loaded model; ``n_kv_heads < n_heads`` means grouped-query attention."""
+    """Shape facts of a loaded model; ``n_kv_heads < n_heads`` means grouped-query attention.
+    ``name`` is the model's own name (``dps_lens.names.model_display_name``), ``model_id`` what it
+    was loaded from."""
 
     model_id: str
+    name: str
     architecture: str
     n_layers: int
     n_heads: int
@@ -318,6 +322,7 @@ def load_model(
         bridge.to(torch_device)
     bridge.eval()
     bridge.cfg.model_name = spec_str
+    adapt_cache_argument(bridge)
     for hook in LOAD_HOOKS:
         hook(bridge, Path(source) if hf_model is None else None)
     return bridge
@@ -377,8 +382,11 @@ def _load_failure(spec: str, exc: Exception) -> str:
 def model_info(model: TransformerBridge) -> ModelInfo:
     cfg = model.cfg
     n_heads = int(cfg.n_heads)
+    from dps_lens.names import model_display_name
+
     return ModelInfo(
         model_id=str(cfg.model_name),
+        name=model_display_name(str(cfg.model_name)),
         architecture=str(cfg.architecture),
         n_layers=int(cfg.n_layers),
         n_heads=n_heads,

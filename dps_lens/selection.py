@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dps_lens.checks import same_model
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import Head
 from dps_lens.scoring.head_scores import META_FILE, HeadScores
@@ -22,14 +23,6 @@ def _saved_head_set(path: Path) -> tuple[list[Head], str | None]:
         ) from None
     model_id = saved.get("model_id")
     return heads, str(model_id) if model_id is not None else None
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether two model ids (registered names or paths) name the same model."""
-    if a == b:
-        return True
-    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
-    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()
 
 
 def _check_model(path: Path, saved: str | None, model_id: str | None) -> None:

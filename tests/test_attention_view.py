@@ -18,14 +18,14 @@ def test_profile_token_mask_covers_exactly_the_history_lines(planted, examples) 
     example = examples[0]
     encoder = encoder_for(planted, get_template("history"))
     encoded = encoder.encode(example)
-    mask = encoder.profile_token_mask(example, encoded)
+    mask = encoded.profile_mask()
     tokenizer = planted.tokenizer
     marked = tokenizer.decode([i for i, m in zip(encoded.input_ids, mask, strict=True) if m])
     lines = "\n".join(f"History {i}: {item}" for i, item in enumerate(example.profile, 1))
     assert "".join(marked.split()) == "".join(lines.split())
     assert not any(mask[encoded.target_start :])  # no target token is marked
     no_profile = encoder_for(planted, get_template("no-profile"))
-    assert not any(no_profile.profile_token_mask(example, no_profile.encode(example)))
+    assert not any(no_profile.encode(example).profile_mask())
 
 
 def props(fragment: str, component: str) -> dict:

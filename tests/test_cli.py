@@ -197,10 +197,10 @@ def test_every_scan_flag_carries_its_own_help(capsys):
         main(["discover", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for flag, help_text in [
-        ("--method str", "exact, racing, attribution"),
+        ("--method METHOD", "exact, racing, attribution"),
         ("--contrast {none,no-profile}", "also score each head without the profile"),
         ("--select {pcs,specific}", "rank the top-K set by PCS"),
-        ("--round-size int", "racing: examples in the first round"),
+        ("--round-size N", "racing: examples in the first round"),
         ("--race-allocation {uniform,boundary}", "racing: each round to every undecided head"),
     ]:
         assert f"{flag} {help_text}" in text, flag

@@ -15,9 +15,11 @@ from tests.helpers import discover_args
 
 
 def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err, err
-    return err
+    """The one ``error:`` line on stderr (``warning:`` lines about the input may precede it)."""
+    lines = [line for line in capsys.readouterr().err.strip().splitlines()]
+    errors = [line for line in lines if not line.startswith("warning: ")]
+    assert len(errors) == 1 and errors[0].startswith("error:"), lines
+    return errors[0]
 
 
 def not_gguf(tmp_path: Path) -> str:

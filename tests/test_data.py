@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -248,3 +249,56 @@ def test_a_directory_is_not_a_data_file(tmp_path):
     for load in (load_examples, load_jsonl, load_personachat, load_lamp):
         with pytest.raises(DpsLensError, match=r"data\.jsonl is a directory; pass a data file"):
             load(folder)
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def _encoder(model, name: str) -> Encoder:
+    import copy
+
+    encoder = encoder_for(model, get_template(name))
+    if name != "chat":
+        return encoder
+    tokenizer = copy.deepcopy(model.tokenizer)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return Encoder(tokenizer, encoder.template, encoder.max_length, encoder.prepend_bos)
+
+
+@pytest.mark.parametrize("name", ["history", "chat", "no-profile"])
+@pytest.mark.parametrize("truncated", [False, True])
+def test_the_profile_span_spells_exactly_the_kept_history_lines(tiny_llama, name, truncated):
+    example = PreferenceExample(
+        "u", "Which food would I like?", ["I like tea.", "Pizza is great.", "Owls at night."],
+        "Pizza!",
+    )  # fmt: skip
+    encoder = _encoder(tiny_llama, name)
+    encoded = encoder.encode(example)
+    if truncated and name != "no-profile":  # one token short of the whole profile
+        encoder = replace(encoder, max_length=len(encoded.input_ids) - 1)
+        encoded = encoder.encode(example)
+    start, end = encoded.span()
+    kept = example.profile[len(example.profile) - encoded.n_profile_items :]
+    if name == "no-profile":
+        assert (start, end) == (0, 0) and not any(encoded.profile_mask())
+        return
+    if truncated:  # the span follows the items truncation kept
+        assert encoded.n_profile_items == len(example.profile) - 1
+    spelled = encoder.tokenizer.decode(encoded.input_ids[start:end])
+    lines = "\n".join(f"History {i}: {item}" for i, item in enumerate(kept, 1))
+    assert "".join(spelled.split()) == "".join(lines.split())
+    assert end <= encoded.target_start  # the target and the input are outside the span
+    assert example.input.split()[0] not in encoder.tokenizer.decode(encoded.input_ids[start:end])
+    assert encoded.profile_mask() == [start <= i < end for i in range(len(encoded.input_ids))]
+
+
+def test_a_tokenizer_without_offsets_leaves_the_span_unknown(tiny_llama, monkeypatch):
+    encoder = encoder_for(tiny_llama, get_template("history"))
+    monkeypatch.setattr(type(tiny_llama.tokenizer), "is_fast", property(lambda self: False))
+    encoded = encoder.encode(EXAMPLE)
+    assert encoded.profile_span is None
+    with pytest.raises(DpsLensError, match="fast"):
+        encoded.span()

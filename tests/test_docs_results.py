@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-IGNORED = {"methods", "checkpoint"}  # per-example outputs and checkpoints: results/.gitignore
+IGNORED = {"methods", "checkpoint"}  # per-example outputs and checkpoints: .gitignore
+# evaluate's own tables beside a study's or an audit's report, whose JSON carries them: .gitignore
+IGNORED_NAMES = {"results.md", "paired.md"}
 INCLUDE = re.compile(r"""^\s*--8<--\s+["']([^"']+)["']\s*$""", re.MULTILINE)
 
 
@@ -62,6 +64,12 @@ def _lamp_comparison(report: dict[str, Any]) -> str:
     return comparison_markdown(report)
 
 
+def _audit(report: dict[str, Any]) -> str:
+    from dps_lens.evaluation.audit import audit_markdown
+
+    return audit_markdown(report)
+
+
 def _ranked(rows: list[dict[str, Any]]) -> str:
     from dps_lens.scoring.head_scores import ranked_markdown
 
@@ -82,12 +90,18 @@ def _renderer(report: Any) -> Callable[[Any], str]:
         return _lamp_report
     if "runs" in report and "pairs" in report:
         return _lamp_comparison
+    if "rows" in report and "profile_benefit" in report:
+        return _audit
     raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
 
 
 def _committed(pattern: str) -> list[Path]:
     """Files under ``results/`` matching ``pattern``, less the git-ignored local outputs."""
-    return sorted(p for p in RESULTS.rglob(pattern) if not IGNORED & set(p.parts))
+    return sorted(
+        p
+        for p in RESULTS.rglob(pattern)
+        if not IGNORED & set(p.parts) and p.name not in IGNORED_NAMES
+    )
 
 
 def _json_md_pairs() -> list[Path]:

@@ -181,6 +181,28 @@ creates = ["sweep"]
     assert marker.read_text() == "x"  # not run again
 
 
+@pytest.mark.parametrize("kind", ["missing", "not executable"])
+def test_a_produce_command_that_cannot_run_is_one_error_line(study_file, capsys, kind):
+    program = study_file.parent / "make_sweep.sh"
+    if kind == "not executable":
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o644)
+    study_file.write_text(
+        STUDY
+        + f"""
+[[produce]]
+command = [{json.dumps(str(program))}, "--out", "run/sweep.json"]
+creates = ["sweep"]
+"""
+    )
+    (study_file.parent / "run" / "sweep.json").unlink()
+    assert main(["figures", "--study", str(study_file), "--static", "no", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and str(study_file) in err
+    assert ("does not exist" if kind == "missing" else "not executable") in err
+    assert "make_sweep.sh --out run/sweep.json" in err
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [

@@ -2,7 +2,9 @@
 
 For each family: the bridge's logits equal the HF model's, zero-ablating a head at ``hook_z``
 equals removing its rows of the HF output projection, a forked forward equals separate forwards,
-and KV-cached decoding (plain and DPS) equals greedy recomputation without a cache. The Gemma 3
+KV-cached decoding (plain, DPS and the head-editing methods) equals greedy recomputation without a
+cache, and an edit of the attention pattern (emphasis on the profile) is what the values are
+averaged with. The Gemma 3
 model has sliding-window and global layers (window 8, shorter than the prompts), QK-norm and one
 KV head shared by all query heads; Qwen2 has biased Q/K/V projections and grouped-query attention.
 """
@@ -17,10 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from dps_lens.data import PreferenceExample, encoder_for, get_template
 from dps_lens.data.encoding import pad, pad_id_of
 from dps_lens.errors import ModelLoadError
 from dps_lens.fork import fork_at
-from dps_lens.interventions import ablate_heads
+from dps_lens.interventions import PromptLayout, ablate_heads, get_ablation, head_directions
 from dps_lens.models import _infer_architectures, load_model
 from dps_lens.steering import generate, methods
 from dps_lens.tiny import TINY_MODELS, hf_model, tiny_model_dir
@@ -32,6 +35,11 @@ PROMPTS = [
     "History 1: I love owls.\nWhich animal?",
     "Hi",
     "History 1: tea\nHistory 2: more tea\nWhich drink?",
+]
+EXAMPLES = [
+    PreferenceExample("u0", "Which animal?", ["I love owls.", "Owls at dusk are the best."], "owl"),
+    PreferenceExample("u1", "Which drink?", ["tea", "more tea", "green tea, always"], "tea"),
+    PreferenceExample("u2", "Hi", ["hello there"], "hi"),
 ]
 ATOL = 1e-5
 
@@ -208,3 +216,74 @@ def test_the_fetched_gemma3_ablates_and_generates():
     assert torch.isfinite(ablated).all() and (ablated - clean).abs().max() > 1e-3
     out = generate(model, "The capital of France is", max_new_tokens=3, stop_at_eos=False)
     assert len(out.token_ids[0]) == 3
+
+
+def test_an_edited_attention_pattern_is_what_the_values_are_averaged_with(model):
+    """Emphasis edits ``hook_pattern``: the head's ``z`` in the same run is the edited pattern
+    times the values (a shared KV head repeated for grouped-query attention), and the logits move."""
+    encoded = encoder_for(model, get_template("history")).encode(EXAMPLES[0])
+    tokens = torch.tensor([encoded.input_ids])
+    layout = PromptLayout.right_padded([encoded.target_start], [encoded.profile_span])
+    last = int(model.cfg.n_layers) - 1
+    seen = {}
+
+    def keeper(name):
+        def keep(value, hook):
+            seen[name] = value.detach().clone()
+
+        return keep
+
+    names = [f"blocks.{last}.attn.{h}" for h in ("hook_pattern", "hook_v", "hook_z")]
+    with torch.no_grad():
+        clean = model(tokens)
+        with (
+            ablate_heads(model, [(last, 0)], get_ablation("emphasis", alpha=0.01), layout=layout),
+            model.hooks(fwd_hooks=[(name, keeper(name)) for name in names]),
+        ):
+            edited = model(tokens)
+    pattern, v, z = (seen[name][0] for name in names)  # [head, q, k], [k, kv, d], [q, head, d]
+    v = v.repeat_interleave(pattern.shape[0] // v.shape[1], dim=1)
+    torch.testing.assert_close(z, torch.einsum("hqk,khd->qhd", pattern, v), atol=1e-5, rtol=0)
+    assert (edited - clean).abs().max() > 1e-4
+
+
+def _edited_without_cache(model, prompt, span, steps, steering):
+    """Greedy decoding with ``steering``'s edit by full forwards over the whole sequence (no
+    cache): the profile span and the decoded positions placed by hand at every step."""
+    ids, rows = list(prompt), []
+    for _ in range(steps):
+        layout = PromptLayout.right_padded([len(prompt)], [span])
+        with torch.no_grad(), ablate_heads(model, steering.weights, steering.mode, layout=layout):
+            scores = model(torch.tensor([ids]))[0, -1].log_softmax(-1)
+        rows.append(scores)
+        ids.append(int(scores.argmax()))
+    return ids[len(prompt) :], torch.stack(rows)
+
+
+@pytest.mark.parametrize("method", ["attention_emphasis", "head_shift", "amplify"])
+def test_cached_batched_editing_equals_recomputation(model, method):
+    heads = _heads(model)
+    if method == "attention_emphasis":
+        steering = methods.attention_emphasis(model, heads, alpha=0.05)
+    elif method == "head_shift":
+        steering = methods.head_shift(model, heads, head_directions(model, EXAMPLES), alpha=3.0)
+    else:
+        steering = methods.amplify(model, heads, alpha=2.0)
+    out = generate(
+        model, EXAMPLES, steering, max_new_tokens=4, stop_at_eos=False, return_scores=True
+    )
+    plain = generate(model, EXAMPLES, max_new_tokens=1, stop_at_eos=False, return_scores=True)
+    assert out.scores is not None and plain.scores is not None
+    encoder = encoder_for(model, get_template("history"), int(model.cfg.n_ctx) - 4)
+    for i, example in enumerate(EXAMPLES):
+        encoded = encoder.encode(example, with_target=False)
+        assert out.prompt_ids[i] == encoded.input_ids
+        ids, scores = _edited_without_cache(
+            model, encoded.input_ids, encoded.profile_span, 4, steering
+        )
+        assert out.token_ids[i] == ids
+        torch.testing.assert_close(out.scores[i], scores, atol=1e-4, rtol=0)
+    moved = max(
+        float((o[0] - p[0]).abs().max()) for o, p in zip(out.scores, plain.scores, strict=True)
+    )
+    assert moved > 1e-3  # the edit changes the scores

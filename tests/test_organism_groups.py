@@ -69,7 +69,7 @@ def test_each_group_reads_its_profile_only_through_its_heads(grouped) -> None:
             if e.meta["group"] == group
         )
         encoded = encoder.encode(example)
-        profile = torch.tensor(encoder.profile_token_mask(example, encoded))
+        profile = torch.tensor(encoded.profile_mask())
         _, cache = grouped.run_with_cache(torch.tensor([encoded.input_ids]))
         for layer in range(int(grouped.cfg.n_layers)):
             on_profile = (

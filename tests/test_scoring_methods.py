@@ -118,3 +118,36 @@ def test_auto_batch_size_fits_longer_prompts_with_fewer_rows(tiny_llama):
     assert auto_batch_size(tiny_llama, 64) <= 64
     with pytest.raises(DpsLensError, match="lower --max-length"):
         auto_batch_size(tiny_llama, 10**7)  # 10 million tokens: petabytes of attention scores
+
+
+def test_an_emphasis_scan_scores_how_much_emphasising_each_head_lowers_the_loss(planted, discovery):
+    config = ScanConfig(mode="emphasis", alpha=0.01, batch_size=8)
+    scores = score_heads(planted, discovery, config, progress=False)
+    encoder = encoder_for(planted, get_template("history"))
+    encoded = encoder.encode_many(discovery[:3])
+    batch = collate(encoded, 0)
+    clean = forward_nll(planted, batch)
+    from dps_lens.interventions import get_ablation
+    from dps_lens.scoring.units import scan_layout
+
+    with ablate_heads(
+        planted, [(1, 1)], get_ablation("emphasis", alpha=0.01), layout=scan_layout(encoded)
+    ):
+        edited = forward_nll(planted, batch)
+    # the score is oriented as a gain: the clean loss minus the loss with the head emphasised
+    torch.testing.assert_close(scores.per_example[:3, 1, 1], clean - edited, atol=2e-5, rtol=0)
+    others = [(l, h) for l in range(3) for h in range(4) if (l, h) not in PLANTED_HEADS]
+    assert max(float(scores.per_example[:, l, h].abs().max()) for l, h in others) < 1e-4
+    assert set(scores.top_k(3)) == PLANTED_HEADS  # only the planted heads read the profile
+    raced = score_heads(planted, discovery, ScanConfig(mode="emphasis", method="racing", k=2),
+                        progress=False)  # fmt: skip
+    assert set(raced.top_k(2)) <= PLANTED_HEADS
+
+
+def test_scan_parameters_must_belong_to_the_mode():
+    with pytest.raises(DpsLensError, match="--alpha applies to modes amplify, emphasis"):
+        ScanConfig(mode="zero", alpha=0.5)
+    with pytest.raises(DpsLensError, match="alpha must be <= 1"):
+        ScanConfig(mode="emphasis", alpha=3.0)
+    with pytest.raises(DpsLensError, match="needs directions"):
+        ScanConfig(mode="shift")

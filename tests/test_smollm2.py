@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dps_lens.data import load_examples, sample_examples
+from dps_lens.data import encoder_for, get_template, load_examples, sample_examples
 from dps_lens.models import load_model, model_info
 from dps_lens.scoring import HeadScores, ScanConfig, score_heads
 
@@ -53,3 +53,15 @@ def test_scores_two_layers_on_lamp7_and_reloads(smollm2, tmp_path):
     assert torch.equal(loaded.per_example.nan_to_num(-9), scores.per_example.nan_to_num(-9))
     assert torch.equal(loaded.mean.nan_to_num(-9), scores.mean.nan_to_num(-9))
     assert loaded.ranked() == scores.ranked() and len(loaded.ranked()) == 18
+
+
+def test_the_profile_span_of_real_chat_prompts(smollm2):
+    example = load_examples(LAMP7)[0]
+    encoder = encoder_for(smollm2, get_template("chat"), 192)
+    encoded = encoder.encode(example)
+    start, end = encoded.span()
+    kept = example.profile[len(example.profile) - encoded.n_profile_items :]
+    spelled = smollm2.tokenizer.decode(encoded.input_ids[start:end])
+    lines = "\n".join(f"History {i}: {item}" for i, item in enumerate(kept, 1))
+    assert encoded.n_profile_items < len(example.profile)  # truncated to 192 tokens
+    assert "".join(spelled.split()) == "".join(lines.split())

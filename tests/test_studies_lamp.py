@@ -21,7 +21,7 @@ from dps_lens.studies.lamp import (
     report_markdown,
     sample_users,
 )
-from dps_lens.studies.lamp_compare import comparison_markdown, task_label
+from dps_lens.studies.lamp_compare import comparison_markdown, run_label, task_label
 
 
 def _scores(per_example: torch.Tensor) -> HeadScores:
@@ -59,6 +59,21 @@ def test_the_study_decodes_every_method_and_compares_dps_with_the_random_draws()
     assert pairs[: len(labels) - 1] == [(label, ["plain"]) for label in labels[1:]]
     randoms = ["random_heads_s0@1", "random_heads_s1@1", "random_heads_s2@1"]
     assert pairs[len(labels) - 1 :] == [("dps_pcs@1", randoms), ("dps_specific@1", randoms)]
+
+
+def test_the_study_declares_dps_with_its_full_recipe():
+    config = LampStudyConfig(gammas=(1.0, 2.0), random_draws=1, adaptive=True, beta=0.1)
+    points = {p.label: p for p in evaluation_points(config)}
+    adaptive = points["dps_pcs@entropy<=2+beta0.1"].config.params()
+    assert (adaptive["adaptive"], adaptive["gamma_cap"], adaptive["beta"]) == (True, 2.0, 0.1)
+    assert points["random_heads_s0@entropy<=1+beta0.1"].config.params()["beta"] == 0.1
+    assert points["dps_shared_prefill_pcs@entropy<=1+beta0.1"].config.params()["adaptive"]
+    randoms = ["random_heads_s0@entropy<=1+beta0.1"]
+    assert comparison_pairs(config)[-1] == ("dps_specific@entropy<=1+beta0.1", randoms)
+    fixed = LampStudyConfig(beta=0.1).dps_params(0.5)
+    assert fixed == {"gamma": 0.5, "beta": 0.1}
+    with pytest.raises(DpsLensError, match="beta"):
+        LampStudyConfig(beta=0.0)
 
 
 def test_users_are_sampled_whole_and_bad_settings_refused():
@@ -118,9 +133,12 @@ def test_lamp_study_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert (out / "paired.md").read_text() == report["comparisons_table"]
     assert "### Paired differences" in (out / "report.md").read_text()
     local = report | {"model": "../shared/models/Some-Model-GGUF"}
-    assert report_markdown(local).startswith("## Some-Model-GGUF on lamp7\n")  # not its path
-    assert report["dtype"] == "float32" and "Weights in" not in report_markdown(report)
-    assert "Weights in bfloat16." in report_markdown(report | {"dtype": "bfloat16"})
+    assert report_markdown(local).startswith("## tiny-llama · fp32 on lamp7\n")  # its name
+    older = {k: v for k, v in local.items() if k != "model_name"}  # a report naming no model
+    assert report_markdown(older).startswith("## Some-Model-GGUF · fp32 on lamp7\n")  # not a path
+    assert report["dtype"] == "float32" and "Weights in float32." in report_markdown(report)
+    bf16 = report | {"dtype": "bfloat16"}
+    assert "Weights in bfloat16; losses and scores in float32." in report_markdown(bf16)
     printed = capsys.readouterr().out
     assert "dps_specific@1" in printed and "done in" in printed
 
@@ -199,10 +217,10 @@ def test_steering_verdicts_name_dps_runs_above_plain_and_against_random():
     assert comparison["dps_vs_random"] == {"above": 0, "level": 0, "below": 1, "mixed": 1}
     markdown = comparison_markdown(comparison)
     assert (
-        "| A · lamp7 · 8/6 users | dps_pcs@0.25: rouge1; dps_specific@0.5: rougeL, meteor "
+        "| A · fp32 · lamp7 · 8/6 users | dps_pcs@0.25: rouge1; dps_specific@0.5: rougeL, meteor "
         "| below / mixed |" in markdown
     )
-    assert "| A · lamp4 · 8/6 users | none | – / – |" in markdown
+    assert "| A · fp32 · lamp4 · 8/6 users | none | – / – |" in markdown
     assert "over 2 tests (runs × head sets): 0 above, 0 level, 1 below, 1 mixed" in markdown
 
 
@@ -227,14 +245,19 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     # the same top set; then another hot head, with the same (seeded) runner-up
     assert [c["pcs"] for c in pairs] == [1.0, 1 / 3, 1 / 3]
     assert [r["run"] for r in comparison["runs"]] == [
-        "A · lamp7 · 8/6 users", "A · lamp4 · 8/6 users", "A · lamp4 · 64/100 users",
-        "B · lamp7 · 8/6 users"]  # fmt: skip
+        "A · fp32 · lamp7 · 8/6 users", "A · fp32 · lamp4 · 8/6 users", "A · fp32 · lamp4 · 64/100 users",
+        "B · fp32 · lamp7 · 8/6 users"]  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| A | lamp7 · 8/6 users vs lamp4 · 8/6 users | 1.00 | 1.00 |" in printed
-    assert "| A | lamp7 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
-    assert "| A | lamp4 · 8/6 users vs lamp4 · 64/100 users | 0.33 | 0.33 |" in printed
+    assert "| A | lamp7 · 8/6 users · fp32 vs lamp4 · 8/6 users · fp32 | 1.00 | 1.00 |" in printed
+    assert (
+        "| A | lamp7 · 8/6 users · fp32 vs lamp4 · 64/100 users · fp32 | 0.33 | 0.33 |" in printed
+    )
+    assert (
+        "| A | lamp4 · 8/6 users · fp32 vs lamp4 · 64/100 users · fp32 | 0.33 | 0.33 |" in printed
+    )
     # a run in another dtype is named by it; reports without a dtype are float32
-    assert task_label(reports["a4"] | {"dtype": "bfloat16"}) == "lamp4 · 8/6 users · bfloat16"
+    assert task_label(reports["a4"] | {"dtype": "bfloat16"}) == "lamp4 · 8/6 users"
+    assert run_label(reports["a4"] | {"dtype": "bfloat16"}) == "A · bf16 · lamp4 · 8/6 users"
     assert task_label(reports["a4"] | {"dtype": "float32"}) == task_label(reports["a4"])
     unpaired = reports["a7"] | {"comparisons": [{"method": "dps_pcs@1"}]}
     (tmp_path / "unpaired.json").write_text(json.dumps(unpaired))
@@ -250,7 +273,8 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert (
         err
-        == "error: two reports are both 'A · lamp7 · 8/6 users' (model, task, users and dtype); pass each run once"
+        == "error: two reports are both 'A · fp32 · lamp7 · 8/6 users' (model, task, users and "
+        "dtype); pass each run once"
     )
 
 
@@ -267,7 +291,9 @@ def test_depth_profile_figure_rebuilds_when_a_report_changes(tmp_path, capsys):
     command = ["figures", "--study", str(study), "--static", "no", "--no-progress"]
     assert main(command) == 0 and capsys.readouterr().out.count("built") == 1
     html = (tmp_path / "figs" / "depth.html").read_text()
-    assert all(json.dumps(f"{n} · lamp7 · 8")[1:-1] in html for n in "ab")  # trace names, as JSON
+    assert all(
+        json.dumps(f"{n} · fp32 · lamp7 · 8")[1:-1] in html for n in "ab"
+    )  # trace names, as JSON
     (tmp_path / "b" / "report.json").write_text(json.dumps(_report("m/b", "lamp7", (1, 1))))
     assert main(command) == 0 and capsys.readouterr().out.count("built") == 1
     study.write_text(study.read_text() + 'select = "both"\n')
@@ -275,7 +301,7 @@ def test_depth_profile_figure_rebuilds_when_a_report_changes(tmp_path, capsys):
     assert "option `select` must be pcs or specific" in capsys.readouterr().err
     study.write_text(study.read_text().replace('select = "both"\n', "").replace('"rb"]', '"ra"]'))
     assert main(command) == 2
-    assert "two reports are both 'a · lamp7 · 8/6 users'" in capsys.readouterr().err
+    assert "two reports are both 'a · fp32 · lamp7 · 8/6 users'" in capsys.readouterr().err
 
 
 def test_depth_profiles_put_layers_on_relative_depth():

@@ -8,10 +8,23 @@ status 2 and a one-line ``error:`` message naming the fix.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dps_lens import distributed
-from dps_lens.cli import demo, discover, evaluate, fetch, figures, info, organism, steer, study  # noqa: F401  (register)
+from dps_lens.cli import (  # noqa: F401  (register)
+    audit,
+    demo,
+    directions,
+    discover,
+    evaluate,
+    fetch,
+    figures,
+    info,
+    organism,
+    steer,
+    study,
+)
 from dps_lens.cli.command import COMMANDS, Command, build_parser
 from dps_lens.errors import DpsLensError
 
@@ -20,8 +33,16 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 DESCRIPTION = "Find the attention heads that carry user preferences and steer generation with them."
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` on the command line: ``warning: <message>``, no source line."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``dps-lens`` with ``argv`` (default: the process arguments); the exit status."""
+    """Run ``dps-lens`` with ``argv`` (default: the process arguments); the exit status.
+    Warnings are one ``warning:`` line each (Python's filters still show a repeat once)."""
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line
     try:
         namespace = build_parser(DESCRIPTION).parse_args(argv)
         spec: Command = namespace._command
@@ -44,5 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     finally:
+        warnings.showwarning = shown
         distributed.shutdown()
     return 0

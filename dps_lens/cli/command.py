@@ -10,6 +10,8 @@ from typing import Any
 
 import simple_parsing
 
+from dps_lens.cli.help import CommandParser
+
 RunCommand = Callable[[Any, argparse.Namespace], None]
 
 
@@ -25,6 +27,8 @@ class Command:
     run: RunCommand
     extend: Callable[[simple_parsing.ArgumentParser], None] | None = None
     data_parallel: bool = False
+    description: str = ""  # a paragraph for --help (default: help)
+    examples: tuple[str, ...] = ()  # example invocations shown at the end of --help
 
 
 COMMANDS: dict[tuple[str, ...], Command] = {}
@@ -36,12 +40,16 @@ def command(
     help: str,
     extend: Callable[[simple_parsing.ArgumentParser], None] | None = None,
     data_parallel: bool = False,
+    description: str = "",
+    examples: tuple[str, ...] = (),
 ) -> Callable[[RunCommand], RunCommand]:
     """Decorator registering ``run(config, namespace)`` as ``dps-lens <path>``, its flags generated
-    from the dataclass ``config``."""
+    from the dataclass ``config``; ``description`` and ``examples`` go into its ``--help``."""
 
     def register(run: RunCommand) -> RunCommand:
-        COMMANDS[path] = Command(path, help, config, run, extend, data_parallel)
+        COMMANDS[path] = Command(
+            path, help, config, run, extend, data_parallel, description, examples
+        )
         return run
 
     return register
@@ -50,7 +58,7 @@ def command(
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The ``dps-lens`` parser with a sub-command per registered command path."""
     parser = argparse.ArgumentParser(prog="dps-lens", description=description)
-    subparsers = {"required": True, "parser_class": simple_parsing.ArgumentParser}
+    subparsers = {"required": True, "parser_class": CommandParser}
     groups: dict[tuple[str, ...], Any] = {(): parser.add_subparsers(dest="command", **subparsers)}
     parents: dict[tuple[str, ...], argparse.ArgumentParser] = {}
     for path, spec in COMMANDS.items():
@@ -64,9 +72,10 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         sub = groups[path[:-1]].add_parser(
             path[-1],
             help=spec.help,
-            description=spec.help,
+            description=spec.description or spec.help,
             add_option_string_dash_variants=simple_parsing.DashVariant.DASH,
             add_config_path_arg=False,
+            examples=spec.examples,
         )
         sub.add_arguments(spec.config, dest="config")
         if spec.extend is not None:

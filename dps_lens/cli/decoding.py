@@ -34,21 +34,22 @@ def stop_ids(model: TransformerBridge, tokens: Sequence[str]) -> tuple[int, ...]
 
 @dataclass(frozen=True)
 class Decoding:
-    """The ``Steering`` of every requested method, and the stop ids."""
+    """The ``Steering`` of every requested method (by its label), and the stop ids."""
 
     steerings: dict[str, Steering]
     stop: tuple[int, ...]
 
 
 def build_decoding(
-    names: Sequence[str],
+    specs: str,
     config: DecodeOptions,
     namespace: argparse.Namespace,
     model: TransformerBridge,
     examples: Sequence[PreferenceExample] | None,
 ) -> Decoding:
-    """Build ``names`` from the command line: heads read once, reference means computed once."""
-    configs = method_configs(list(names), namespace, config)
+    """Build the method ``specs`` (``--methods``) from the command line, keyed by label: heads
+    read once, reference means computed once."""
+    configs = method_configs(specs, namespace, config)
     heads = None
     if config.heads is not None and any(c.needs_heads for c in configs.values()):
         model_id = None if config.allow_other_model else str(model.cfg.model_name)

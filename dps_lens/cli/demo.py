@@ -17,7 +17,17 @@ class DemoConfig:
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
 
 
-@command("demo", help="the whole workflow on the bundled default, in seconds", config=DemoConfig)
+@command(
+    "demo",
+    help="the whole workflow on the bundled default, in seconds",
+    description=(
+        "Score every head of the bundled planted organism on discovery users, print the top heads "
+        "with their intervals, check them against the planted truth and print personalization "
+        "rates on held-out users."
+    ),
+    examples=("dps-lens demo", "dps-lens demo --out runs/demo --no-progress"),
+    config=DemoConfig,
+)
 def run(config: DemoConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.demo import run_demo
 

@@ -63,6 +63,17 @@ class DiscoverConfig(ModelOptions, DataOptions, ScanConfig):
     "discover",
     data_parallel=True,
     help="score every attention head (exact PCS or a faster estimate)",
+    description=(
+        "Score every attention head by the loss change when it is intervened on (PCS: ablated; "
+        "an edit such as --mode emphasis: the loss decrease), with per-head intervals; exact, "
+        "racing, attribution, hybrid or activation patching. Saves the scores, the ranking, "
+        "the top-K head set and a heatmap; checkpoints after every forward pass and resumes."
+    ),
+    examples=(
+        "dps-lens discover --model organism-planted --data discovery.jsonl --k 3 --out runs/pcs",
+        "dps-lens discover --model M --data lamp7.jsonl --method racing --contrast no-profile "
+        "--select specific --out runs/dpcs",
+    ),
     config=DiscoverConfig,
 )
 def run(config: DiscoverConfig, namespace: argparse.Namespace) -> None:

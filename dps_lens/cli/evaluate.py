@@ -20,7 +20,7 @@ from dps_lens.outdir import claim_output
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig(ModelOptions, DataOptions, DecodeOptions):
-    # comma-separated registered methods
+    # comma-separated method specs: NAME, NAME(param=value,...) or LABEL=NAME(...)
     methods: str = "plain,cad,dps,dps_shared_prefill,random_heads"
     # all users, or one side of a seeded user-disjoint split
     users: Literal["all", "discovery", "evaluation"] = "evaluation"
@@ -29,9 +29,6 @@ class EvaluateConfig(ModelOptions, DataOptions, DecodeOptions):
     # output directory (per-method JSONL, results.csv, results.md)
     out: Path = Path("runs/evaluate")
     progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
-
-    def method_names(self) -> list[str]:
-        return [name.strip() for name in self.methods.split(",") if name.strip()]
 
 
 def _extend(parser: simple_parsing.ArgumentParser) -> None:
@@ -42,6 +39,16 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
     "evaluate",
     data_parallel=True,
     help="compare decoding methods on held-out users (table + outputs)",
+    description=(
+        "Decode every chosen method on the same held-out users and score the outputs (LaMP "
+        "metrics, coherence, latency), with bootstrap intervals and paired differences against "
+        "plain; resumable per batch."
+    ),
+    examples=(
+        "dps-lens evaluate --model organism-planted --data users.jsonl --heads runs/pcs --k 3 "
+        "--methods plain,no_profile,dps,cad --stop . --out runs/eval",
+        "dps-lens evaluate ... --methods 'plain,fixed=dps(gamma=1),dps(adaptive=true,beta=0.1)'",
+    ),
     extend=_extend,
     config=EvaluateConfig,
 )
@@ -60,7 +67,7 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
     with claim_output(config.out):
         examples = config.examples()
         model = config.load()
-        decoding = build_decoding(config.method_names(), config, namespace, model, examples)
+        decoding = build_decoding(config.methods, config, namespace, model, examples)
         eval_config = EvalConfig(
             task=config.task,
             max_new_tokens=config.max_new_tokens,
@@ -84,5 +91,11 @@ def run(config: EvaluateConfig, namespace: argparse.Namespace) -> None:
             print(
                 "\nPaired differences (same examples):\n" + comparisons_markdown(comparisons),
                 end="",
+            )
+        benefit = [c for c in comparisons if (c.method, c.reference) == ("plain", "no_profile")]
+        if benefit:
+            print(
+                "The profile's benefit (plain − no_profile): "
+                + ", ".join(f"Δ {c.metric} {c.difference}" for c in benefit)
             )
         print(f"{len(examples)} examples in {time.perf_counter() - started:.1f} s -> {config.out}")

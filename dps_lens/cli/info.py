@@ -9,7 +9,10 @@ from dps_lens.cli.options import ModelOptions
 
 
 @command(
-    "info", help="print a model's layers, heads, KV heads, d_head and context", config=ModelOptions
+    "info",
+    help="print a model's layers, heads, KV heads, d_head and context",
+    examples=("dps-lens info --model organism-planted",),
+    config=ModelOptions,
 )
 def run(config: ModelOptions, namespace: argparse.Namespace) -> None:
     from dps_lens.models import model_info

@@ -28,7 +28,13 @@ class TrainConfig:
         check_positive("--steps", self.steps)
 
 
-@command("organism", "train", help="train an organism (seeded, reproducible)", config=TrainConfig)
+@command(
+    "organism",
+    "train",
+    help="train an organism (seeded, reproducible)",
+    examples=("dps-lens organism train --name organism-planted --out runs/organism",),
+    config=TrainConfig,
+)
 def train(config: TrainConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.organism.bundled import organism_weights_dir
     from dps_lens.organism.train import ORGANISMS, train_organism
@@ -61,7 +67,13 @@ class DataConfig:
         check_positive("--queries-per-user", self.queries_per_user)
 
 
-@command("organism", "data", help="write world examples as JSONL (for discover)", config=DataConfig)
+@command(
+    "organism",
+    "data",
+    help="write world examples as JSONL (for discover)",
+    examples=("dps-lens organism data --split evaluation --users 100 --out users.jsonl",),
+    config=DataConfig,
+)
 def data(config: DataConfig, namespace: argparse.Namespace) -> None:
     from dps_lens.data import write_jsonl
     from dps_lens.organism.world import SIGN_OFFS, World, WorldConfig
@@ -93,6 +105,7 @@ class ValidateConfig:
     "organism",
     "validate",
     help="ground-truth report: PCS precision and personalization rates",
+    examples=("dps-lens organism validate --model organism-planted --out runs/validate",),
     config=ValidateConfig,
 )
 def validate(config: ValidateConfig, namespace: argparse.Namespace) -> None:

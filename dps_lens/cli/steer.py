@@ -17,7 +17,7 @@ from dps_lens.outdir import check_writable_dir
 
 @dataclass(frozen=True, kw_only=True)
 class SteerConfig(ModelOptions, DataOptions, DecodeOptions):
-    method: str = "dps"  # a registered decoding method (dps, cad, plain, ...)
+    method: str = "dps"  # a method spec: NAME (dps, cad, plain, ...) or NAME(param=value,...)
     # a prompt (repeat for several); or --data
     prompt: list[str] = simple_parsing.field(
         default_factory=list, action="append", nargs=None, type=str
@@ -35,6 +35,16 @@ def _extend(parser: simple_parsing.ArgumentParser) -> None:
 @command(
     "steer",
     help="generate with DPS (or a baseline) for prompts or data",
+    description=(
+        "Decode prompts (--prompt) or the examples of a data file (--data) with one method: "
+        "DPS, a baseline, or a head-editing method, with the heads a discover run saved."
+    ),
+    examples=(
+        "dps-lens steer --model organism-planted --heads runs/pcs --k 3 --gamma 1 "
+        "--prompt 'History 1: my parrot talks. Question: suggest a pet' --compare",
+        "dps-lens steer --model organism-planted --heads runs/pcs --data users.jsonl "
+        "--method 'attention_emphasis(alpha=0.01)' --out steered.jsonl",
+    ),
     extend=_extend,
     config=SteerConfig,
 )
@@ -51,8 +61,12 @@ def run(config: SteerConfig, namespace: argparse.Namespace) -> None:
         check_writable_dir(config.out.parent)
     model = config.load()
     examples = config.examples() if config.data is not None else None
-    decoding = build_decoding([config.method], config, namespace, model, examples)
-    steering = decoding.steerings[config.method]
+    decoding = build_decoding(config.method, config, namespace, model, examples)
+    if len(decoding.steerings) != 1:
+        raise DpsLensError(
+            "steer runs one method: give one spec to --method (evaluate runs several)"
+        )
+    (steering,) = decoding.steerings.values()
     inputs = examples or config.prompt
     sampling = Sampling(config.temperature, config.top_p, config.seed)
 

@@ -24,6 +24,7 @@ from dps_lens.data import load_examples
 from dps_lens.errors import DpsLensError
 from dps_lens.outdir import claim_output
 from dps_lens.studies.lamp import LampStudyConfig
+from dps_lens.studies.leaderboard import LeaderboardConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +47,12 @@ def _report(report: dict[str, Any], out: Path) -> None:
 
 def _organism_study(name: str, default_model: str, study: Callable[..., dict[str, Any]]) -> None:
     @command(
-        "study", name, help=f"run the {name} study", config=OrganismStudyConfig, data_parallel=True
+        "study",
+        name,
+        help=f"run the {name} study",
+        examples=(f"dps-lens study {name} --out runs/study-{name}",),
+        config=OrganismStudyConfig,
+        data_parallel=True,
     )
     def run(config: OrganismStudyConfig, namespace: argparse.Namespace) -> None:
         model = config.model or default_model
@@ -88,6 +94,16 @@ class LampStudyOptions(ModelOptions, LampStudyConfig):
     "study",
     "lamp",
     help="preference heads of a real model on LaMP: racing PCS and ΔPCS, evaluation, paired tests",
+    description=(
+        "Split the users into discovery and evaluation sides; race PCS and ΔPCS on the first, "
+        "measure each head set's depth, share and split-half stability; decode plain, CAD, DoLa, "
+        "DPS and random heads on the second and compare them pairwise. Resumes after a kill."
+    ),
+    examples=(
+        "dps-lens study lamp --model ../shared/models/QuantFactory__SmolLM2-135M-Instruct-GGUF "
+        "--data LaMP-7.dev300.jsonl --task lamp7 --dtype bfloat16 --max-length 192 "
+        "--out results/study-lamp/smollm2-lamp7-full",
+    ),
     config=LampStudyOptions,
     data_parallel=True,
 )
@@ -95,18 +111,70 @@ def run_lamp(config: LampStudyOptions, namespace: argparse.Namespace) -> None:
     from dps_lens.studies.lamp import run_lamp_study
 
     examples = load_examples(config.data)
-    found = {str(e.meta.get("task", "")).lower().replace("-", "") for e in examples}
-    if found != {config.task}:
-        raise DpsLensError(
-            f"{config.data} holds {', '.join(sorted(found)) or 'no LaMP task'} examples, not "
-            f"{config.task}: pass --task {' or --task '.join(sorted(found))} or another file"
-        )
+    _data_task(examples, config.data, config.task)
     out = config.out or Path("runs") / f"study-lamp-{config.task}"
     with claim_output(out):
         report = run_lamp_study(
             config.load(), examples, config.study_config(), out, progress=config.progress
         )
     _report(report, out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaderboardOptions(ModelOptions, LeaderboardConfig):
+    data: Path  # the task's data file (LaMP JSON/JSONL, PersonaChat txt)
+    # a `study lamp` output whose races to reuse (its discovery users and settings must match)
+    discovery: Path | None = None
+    out: Path | None = None  # default runs/leaderboard-<task>
+    progress: bool = flag(default=True, negative_prefix="--no-")  # show progress bars
+
+    def leaderboard_config(self) -> LeaderboardConfig:
+        return LeaderboardConfig(
+            **{f.name: getattr(self, f.name) for f in fields(LeaderboardConfig)}
+        )
+
+
+def _data_task(examples: list, path: Path, task: str) -> None:
+    """Refuse data of another task than ``task`` (LaMP-4, LaMP-7 or PersonaChat)."""
+    found = {str(e.meta.get("task", "")).lower().replace("-", "") for e in examples}
+    if found != {task}:
+        raise DpsLensError(
+            f"{path} holds {', '.join(sorted(found)) or 'no known task'} examples, not {task}: "
+            f"pass --task {' or --task '.join(sorted(found)) or 'of the data'} or another file"
+        )
+
+
+@command(
+    "study",
+    "leaderboard",
+    help="steering methods tuned on tuning users, judged once on held-out users against plain and random heads",
+    description=(
+        "Split the users three ways; reuse (--discovery) or run the PCS and ΔPCS races on the "
+        "discovery users; decode every setting of every method's grid on the tuning users and "
+        "keep the best per method; decode each method once at its setting, and head-set methods "
+        "also with random heads, on the evaluation users; report paired differences and "
+        "verdicts. Resumes after a kill."
+    ),
+    examples=(
+        "dps-lens study leaderboard --model ../shared/models/QuantFactory__SmolLM2-135M-Instruct-GGUF "
+        "--dtype bfloat16 --data LaMP-7.dev300.jsonl --task lamp7 "
+        "--discovery results/study-lamp/smollm2-lamp7-full --out results/leaderboard/smollm2-lamp7",
+    ),
+    config=LeaderboardOptions,
+)
+def run_leaderboard(config: LeaderboardOptions, namespace: argparse.Namespace) -> None:
+    from dps_lens.studies.leaderboard import run_leaderboard as run
+
+    examples = load_examples(config.data)
+    _data_task(examples, config.data, config.task)
+    out = config.out or Path("runs") / f"leaderboard-{config.task}"
+    with claim_output(out):
+        report = run(
+            config.load(), examples, config.leaderboard_config(), out, config.discovery,
+            config.progress,
+        )  # fmt: skip
+    print(report["markdown"], end="")
+    print(f"done in {report['seconds']['this_call']} s -> {out}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +188,10 @@ class LampCompareOptions:
     "study",
     "lamp-compare",
     help="compare LaMP study runs: cross-task Jaccard of the top-K, depth, share, stability",
+    examples=(
+        "dps-lens study lamp-compare --reports results/study-lamp/smollm2-lamp7 "
+        "results/study-lamp/gemma3-lamp7 --out runs/compare",
+    ),
     config=LampCompareOptions,
 )
 def run_lamp_compare(config: LampCompareOptions, namespace: argparse.Namespace) -> None:

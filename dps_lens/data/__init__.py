@@ -11,7 +11,7 @@ from dps_lens.data.loaders import (
     write_jsonl,
 )
 from dps_lens.data.prompts import PromptTemplate, get_template
-from dps_lens.data.splits import sample_examples, split_by_user
+from dps_lens.data.splits import discovery_examples, sample_examples, split_by_user
 
 __all__ = [
     "EncodedExample",
@@ -22,6 +22,7 @@ __all__ = [
     "TargetBatch",
     "collate",
     "data_hash",
+    "discovery_examples",
     "encoder_for",
     "get_template",
     "load_examples",

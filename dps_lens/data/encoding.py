@@ -2,7 +2,9 @@
 
 Prompt and target are tokenized separately and concatenated, so the boundary is exact. When the
 whole sequence does not fit the context, profile items are dropped from the front (oldest first)
-until it does; the input and the target are never cut.
+until it does; the input and the target are never cut. Every encoded prompt records its *profile
+span*: the token positions of the history lines it kept (from the tokenizer's character offsets),
+which the profile-reading interventions and the audit's attention share act on.
 """
 
 from __future__ import annotations
@@ -27,15 +29,33 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EncodedExample:
-    """Token ids of ``prompt + target``; ``input_ids[target_start:]`` are the target tokens."""
+    """Token ids of ``prompt + target``; ``input_ids[target_start:]`` are the target tokens.
+
+    ``profile_span = (start, end)``: ``input_ids[start:end]`` spell the kept profile items' lines
+    (``(0, 0)`` without a profile; ``None`` when the tokenizer gives no character offsets)."""
 
     input_ids: list[int]
     target_start: int
     n_profile_items: int  # profile items kept after truncation
+    profile_span: tuple[int, int] | None = (0, 0)
 
     @property
     def n_target(self) -> int:
         return len(self.input_ids) - self.target_start
+
+    def span(self) -> tuple[int, int]:
+        """``profile_span``, or a ``DpsLensError`` naming the fix when it is unknown."""
+        if self.profile_span is None:
+            raise DpsLensError(
+                "marking the profile tokens needs a fast (Rust) tokenizer with character "
+                "offsets: load the model with its tokenizer.json"
+            )
+        return self.profile_span
+
+    def profile_mask(self) -> list[bool]:
+        """True at the tokens of ``input_ids`` inside the profile span."""
+        start, end = self.span()
+        return [start <= i < end for i in range(len(self.input_ids))]
 
 
 @dataclass(frozen=True)
@@ -66,63 +86,99 @@ class Encoder:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, input_text: str, profile: Sequence[str]) -> list[int]:
-        ids = self._ids(self.template.render(input_text, profile, self.tokenizer))
+    def prompt(
+        self, input_text: str, profile: Sequence[str]
+    ) -> tuple[list[int], tuple[int, int] | None]:
+        """The prompt's token ids and its profile span (tokens overlapping the characters of the
+        ``History i:`` lines; ``None`` for a tokenizer without character offsets)."""
+        text = self.template.render(input_text, profile, self.tokenizer)
+        items = list(profile) if self.template.include_profile else []
+        fast = bool(getattr(self.tokenizer, "is_fast", False))
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=fast)
+        ids = list(encoded["input_ids"])
         bos = self.tokenizer.bos_token_id
+        shift = 0
         if self.prepend_bos and not self.template.use_chat_template and bos is not None:
-            ids = [bos, *ids]
-        return ids
+            ids, shift = [bos, *ids], 1
+        if not items:
+            return ids, (0, 0)
+        if not fast:
+            return ids, None
+        history = self.template.history(items)
+        first = text.find(self.template.body(input_text, items))
+        if first < 0:
+            raise DpsLensError(
+                f"template {self.template.name!r} rendered a prompt that does not contain its "
+                "profile lines verbatim; the profile span cannot be marked"
+            )
+        last = first + len(history)
+        inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < last and b > first]
+        return ids, (inside[0] + shift, inside[-1] + 1 + shift)
+
+    def prompt_ids(self, input_text: str, profile: Sequence[str]) -> list[int]:
+        return self.prompt(input_text, profile)[0]
 
     def encode(self, example: PreferenceExample, with_target: bool = True) -> EncodedExample:
-        """Encode one example, dropping the oldest profile items if the context is too short."""
+        """Encode one example, dropping the oldest profile items if the context is too short
+        (a warning when the template includes a profile and the example has none)."""
+        encoded = self._encode(example, with_target)
+        warn_empty_profiles([example] if self.reads_profile(example) else [])
+        return encoded
+
+    def reads_profile(self, example: PreferenceExample) -> bool:
+        """Whether the template asks for a profile that ``example`` lacks."""
+        return self.template.include_profile and not example.profile
+
+    def _encode(self, example: PreferenceExample, with_target: bool) -> EncodedExample:
         target = self._ids(example.target) if with_target else []
         if with_target and not target:
             raise DpsLensError(
                 f"example of user {example.user_id!r} has an empty target; drop it or give a target"
             )
         profile = list(example.profile) if self.template.include_profile else []
-        if self.template.include_profile and not profile:
-            warnings.warn(
-                f"user {example.user_id!r} has an empty profile: scoring it measures no preference",
-                stacklevel=2,
-            )
         for start in range(len(profile) + 1):
-            prompt = self.prompt_ids(example.input, profile[start:])
+            prompt, span = self.prompt(example.input, profile[start:])
             if len(prompt) + len(target) <= self.max_length:
-                return EncodedExample(prompt + target, len(prompt), len(profile) - start)
+                return EncodedExample(prompt + target, len(prompt), len(profile) - start, span)
         raise DpsLensError(
             f"example of user {example.user_id!r}: input + target alone take "
             f"{len(prompt) + len(target)} tokens, more than the context limit of {self.max_length}; "
             "shorten the input, raise --max-length up to the model's context, or use a longer-context model"
         )
 
-    def profile_token_mask(self, example: PreferenceExample, encoded: EncodedExample) -> list[bool]:
-        """True at the tokens of ``encoded`` that spell the profile items it kept.
+    def encode_many(
+        self, examples: Sequence[PreferenceExample], with_target: bool = True
+    ) -> list[EncodedExample]:
+        """``encode`` of every example, with one warning for all those without a profile."""
+        encoded = [self._encode(example, with_target) for example in examples]
+        warn_empty_profiles([e for e in examples if self.reads_profile(e)])
+        return encoded
 
-        Needs a fast tokenizer (character offsets); profile tokens are those overlapping the
-        ``History i:`` lines of the rendered prompt.
-        """
-        kept = list(example.profile)[len(example.profile) - encoded.n_profile_items :]
-        mask = [False] * len(encoded.input_ids)
-        if not kept or not self.template.include_profile:
-            return mask
-        text = self.template.render(example.input, kept, self.tokenizer)
-        body = self.template.body(example.input, kept)
-        start = text.find(body)
-        end = start + len(body) - len(example.input) - 1  # the lines before "\n" + input
-        if start < 0 or not getattr(self.tokenizer, "is_fast", False):
-            raise DpsLensError(
-                "marking profile tokens needs a fast (Rust) tokenizer with character offsets"
-            )
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        shift = encoded.target_start - len(offsets["input_ids"])  # a prepended BOS
-        for i, (first, last) in enumerate(offsets["offset_mapping"]):
-            if first < end and last > start:
-                mask[i + shift] = True
-        return mask
 
-    def encode_many(self, examples: Sequence[PreferenceExample]) -> list[EncodedExample]:
-        return [self.encode(example) for example in examples]
+def warn_empty_profiles(examples: Sequence[PreferenceExample]) -> None:
+    """One warning naming the users of ``examples`` (examples without a profile), if any."""
+    users = list(dict.fromkeys(e.user_id for e in examples))
+    if not users:
+        return
+    shown = ", ".join(repr(u) for u in users[:5]) + (
+        f" and {len(users) - 5} more" if len(users) > 5 else ""
+    )
+    if len(users) == 1:
+        text = f"user {shown} has an empty profile: scoring it measures no preference"
+    else:
+        text = f"{len(users)} users have an empty profile ({shown}): scoring them measures no preference"
+    warnings.warn(text, stacklevel=3)
+
+
+def check_profile_spans(encoded: Sequence[EncodedExample], reader: str) -> None:
+    """Refuse data on which ``reader`` (a profile-reading intervention or method) acts on nothing:
+    spans that cannot be marked, or no prompt with a profile at all."""
+    spans = [e.span() for e in encoded]
+    if not any(end > start for start, end in spans):
+        raise DpsLensError(
+            f"{reader} acts on the profile, but no prompt has one: give data whose examples "
+            "have profiles, and a template that includes them (history or chat)"
+        )
 
 
 def pad(

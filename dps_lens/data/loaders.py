@@ -245,7 +245,7 @@ def load_personachat(path: str | Path, history_turns: int = 2) -> list[Preferenc
                 input="\n".join([*context, f"Partner: {partner}", "You:"]),
                 profile=list(persona),
                 target=reply,
-                meta={"dialogue": dialogue, "turn": len(turns)},
+                meta={"task": "PersonaChat", "dialogue": dialogue, "turn": len(turns)},
             )
         )
         turns.append((partner, reply))

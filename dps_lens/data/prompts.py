@@ -34,10 +34,14 @@ class PromptTemplate:
     item_format: str = "History {i}: {item}"
     answer_prefix: str = "\n"
 
-    def body(self, input_text: str, profile: Sequence[str]) -> str:
+    def history(self, profile: Sequence[str]) -> str:
+        """The profile lines, ``History 1: …`` to ``History n: …`` (empty without a profile)."""
         items = profile if self.include_profile else ()
-        lines = [self.item_format.format(i=i, item=item) for i, item in enumerate(items, 1)]
-        return "\n".join([*lines, input_text])
+        return "\n".join(self.item_format.format(i=i, item=item) for i, item in enumerate(items, 1))
+
+    def body(self, input_text: str, profile: Sequence[str]) -> str:
+        history = self.history(profile)
+        return f"{history}\n{input_text}" if history else input_text
 
     def render(
         self,

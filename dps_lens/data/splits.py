@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from dps_lens.data.example import PreferenceExample, user_ids
+from dps_lens.data.example import ExampleRef, PreferenceExample, data_hash, user_ids
 from dps_lens.errors import DpsLensError
 
 
@@ -41,3 +41,28 @@ def sample_examples(
         )
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]
+
+
+def discovery_examples(
+    examples: Sequence[PreferenceExample], refs: Sequence[ExampleRef], digest: str
+) -> list[PreferenceExample]:
+    """The examples a saved scan scored, found again in ``examples`` by their users (each user's
+    examples in file order), checked against the scan's data hash ``digest``."""
+    by_user: dict[str, list[PreferenceExample]] = {}
+    for example in examples:
+        by_user.setdefault(example.user_id, []).append(example)
+    found = []
+    for ref in refs:
+        pending = by_user.get(ref.user_id)
+        if not pending:
+            raise DpsLensError(
+                f"the data holds no (further) example of user {ref.user_id!r} that the head set "
+                "was scored on: pass the data file discovery read, or --examples-from data"
+            )
+        found.append(pending.pop(0))
+    if data_hash(found) != digest:
+        raise DpsLensError(
+            "the examples found by user differ from those the head set was scored on (data "
+            "hash mismatch): pass the data file discovery read, or --examples-from data"
+        )
+    return found

@@ -5,6 +5,8 @@
 * classification (LaMP-1/2): accuracy and macro-F1 over exact (case-folded) labels;
 * regression (LaMP-3): MAE and RMSE of the first number in the output (no number: not scored,
   counted in ``unparsed``);
+* dialogue (PersonaChat / ConvAI2): unigram F1 as ParlAI computes it (lower-cased, punctuation
+  and the articles a, an, the removed; token counts overlapped) and ROUGE-L F1;
 * organism: personalization rate (the first answer word is the user's favourite item).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +28,7 @@ from dps_lens.errors import DpsLensError
 from dps_lens.evaluation.wordnet import load_wordnet
 from dps_lens.stats import bootstrap_interval
 
-TASKS = ("generation", "classification", "regression", "organism")
+TASKS = ("generation", "classification", "regression", "dialogue", "organism")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -35,6 +38,8 @@ def task_of(examples: Sequence[PreferenceExample]) -> str:
     meta = examples[0].meta if examples else {}
     if "preferred" in meta:
         return "organism"
+    if str(meta.get("task", "")).lower() == "personachat":
+        return "dialogue"
     number = str(meta.get("task", "")).removeprefix("LaMP-")
     if number in ("1", "2"):
         return "classification"
@@ -66,6 +71,34 @@ def generation_scores(output: str, target: str) -> dict[str, float]:
     }
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def parlai_tokens(text: str) -> list[str]:
+    """ParlAI's answer normalisation: lower-case, punctuation and articles removed, split on
+    whitespace."""
+    return _ARTICLES.sub(" ", _PUNCTUATION.sub(" ", text.lower())).split()
+
+
+def unigram_f1(output: str, target: str) -> float:
+    """ParlAI's unigram F1 of ``output`` against ``target`` (0 when either is empty after
+    normalisation)."""
+    mine, gold = Counter(parlai_tokens(output)), Counter(parlai_tokens(target))
+    common = sum((mine & gold).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(mine.values()), common / sum(gold.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def dialogue_scores(output: str, target: str) -> dict[str, float]:
+    return {
+        "f1": unigram_f1(output, target),
+        "rougeL": _rouge().score(target, output)["rougeL"].fmeasure,
+    }
+
+
 def first_word(text: str) -> str:
     """The first word (or punctuation mark) of ``text``, lower-cased; "" for none."""
     found = words(text)
@@ -82,6 +115,8 @@ def per_example(task: str, output: str, example: PreferenceExample) -> dict[str,
     """Metric values of one output (``nan`` where a value is undefined)."""
     if task == "generation":
         return generation_scores(output, example.target)
+    if task == "dialogue":
+        return dialogue_scores(output, example.target)
     if task == "classification":
         return {"accuracy": float(output.strip().lower() == example.target.strip().lower())}
     if task == "regression":
@@ -127,6 +162,12 @@ def bootstrap(
     return Estimate(float(statistic(np.arange(n))), float(low), float(high), n)
 
 
+def mean_estimate(values: Sequence[float], n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+    """The mean of ``values`` (NaN left out) with its bootstrap interval."""
+    kept = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    return bootstrap(lambda i: float(kept[i].mean()), len(kept), n_bootstrap, seed)
+
+
 def summarize_task(
     task: str,
     rows: Sequence[Mapping[str, Any]],
@@ -144,6 +185,8 @@ def summarize_task(
 
     if task == "generation":
         return {key: mean_of(key) for key in ("rouge1", "rougeL", "meteor")}
+    if task == "dialogue":
+        return {key: mean_of(key) for key in ("f1", "rougeL")}
     if task == "organism":
         return {"personalization": mean_of("personalized")}
     if task == "classification":

@@ -23,6 +23,7 @@ Rows = Sequence[Mapping[str, Any]]
 
 PAIRED_METRICS: dict[str, tuple[str, ...]] = {
     "generation": ("rouge1", "rougeL", "meteor"),
+    "dialogue": ("f1", "rougeL"),
     "organism": ("personalized",),
     "classification": ("accuracy",),
     "regression": ("abs_error",),

@@ -16,8 +16,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from dps_lens import distributed
 from dps_lens._io import atomic_write_json, atomic_write_text
 from dps_lens.data.example import PreferenceExample, data_hash
 from dps_lens.errors import DataFormatError, DpsLensError
+from dps_lens.evaluation.checkpoint import BatchCheckpoint, partial_path
 from dps_lens.evaluation.coherence import output_nll
 from dps_lens.evaluation.metrics import Estimate, bootstrap, per_example, summarize_task, task_of
 from dps_lens.evaluation.paired import PairedComparison, compare_methods, comparisons_markdown
@@ -73,9 +72,10 @@ def describe(steering: Steering) -> dict[str, Any]:
         "rule": asdict(steering.rule),
         "heads": steering.heads,
         "weights": None if steering.weights is None else steering.weights.flatten().tolist(),
-        "mode": steering.mode,
+        "mode": steering.ablation.identity(),
         "masked_run": steering.masked_run,
         "template": steering.template.name if steering.template else None,
+        **({} if steering.profile else {"profile": False}),
     }
 
 
@@ -112,118 +112,7 @@ def _read_done(path: Path, key: str, n: int) -> list[dict[str, Any]] | None:
     return rows
 
 
-ROW_FIELDS = ("index", "user_id", "output", "n_generated", "coherence_nll")
-
-
-def partial_path(path: Path) -> Path:
-    """The checkpoint of an unfinished method: ``<name>.partial.jsonl`` beside ``<name>.jsonl``."""
-    return path.with_name(f"{path.stem}.partial.jsonl")
-
-
-@dataclass
-class _Checkpoint:
-    """Finished batches of one method, appended one JSON line per batch after a header line
-    ``{"key", "batches"}``; each batch line is ``{"batch", "seconds", "rows"}``."""
-
-    path: Path | None
-    key: str
-    plan: list[list[int]]
-    done: dict[int, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
-
-    def load(self, repair: bool = True) -> None:
-        """Read the finished batches; a damaged last line (a write cut short) is dropped with a
-        warning, a checkpoint of other settings is started over, anything else is an error.
-        ``repair=False`` (another rank's file) reads what is sound and changes nothing."""
-        if self.path is None or not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline
-        good_bytes = 0
-        records: list[tuple[int, Any]] = []
-        for line_no, raw in enumerate(complete, 1):
-            try:
-                records.append((line_no, json.loads(raw.decode("utf-8"))))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if line_no < len(complete) or tail:
-                    raise DataFormatError(
-                        f"{self.path}:{line_no}: damaged checkpoint line; delete {self.path} "
-                        "to recompute the method"
-                    ) from None
-                tail = raw
-                break
-            good_bytes += len(raw) + 1
-        if tail and repair:
-            warnings.warn(
-                f"{self.path}: dropping a damaged last line (a write cut short); its batch is "
-                "recomputed",
-                stacklevel=3,
-            )
-            with self.path.open("r+b") as handle:
-                handle.truncate(good_bytes)
-        if not records:
-            return
-        header = records[0][1]
-        if not isinstance(header, dict) or header.get("key") != self.key:
-            if not repair:
-                return
-            warnings.warn(
-                f"{self.path} was written for other settings or data; starting the method over",
-                stacklevel=3,
-            )
-            self.path.unlink()
-            return
-        if header.get("batches") != self.plan:
-            raise DataFormatError(
-                f"{self.path}:1: planned batches differ from this run's; delete {self.path} to "
-                "recompute the method"
-            )
-        for line_no, record in records[1:]:
-            self._accept(line_no, record)
-
-    def _accept(self, line_no: int, record: Any) -> None:
-        where = f"{self.path}:{line_no}"
-        fix = f"delete {self.path} to recompute the method"
-        if not isinstance(record, dict) or not {"batch", "seconds", "rows"} <= set(record):
-            raise DataFormatError(f"{where}: expected a batch record; {fix}")
-        batch, rows = record["batch"], record["rows"]
-        if not isinstance(batch, int) or not 0 <= batch < len(self.plan) or batch in self.done:
-            raise DataFormatError(f"{where}: unknown or repeated batch {batch!r}; {fix}")
-        if not isinstance(rows, list) or not all(
-            isinstance(row, dict) and set(ROW_FIELDS) <= set(row) for row in rows
-        ):
-            raise DataFormatError(f"{where}: rows lack {', '.join(ROW_FIELDS)}; {fix}")
-        if [row["index"] for row in rows] != self.plan[batch]:
-            raise DataFormatError(f"{where}: rows are not the inputs of batch {batch}; {fix}")
-        self.done[batch] = (float(record["seconds"]), rows)
-
-    def append(self, batch: int, seconds: float, rows: list[dict[str, Any]]) -> None:
-        """Record a finished batch; on disk (flushed and fsynced) before this returns."""
-        record = {"batch": batch, "seconds": seconds, "rows": rows}
-        rows = json.loads(json.dumps(rows))  # exactly what a resumed run reads back
-        self.done[batch] = (seconds, rows)
-        if self.path is None:
-            return
-        lines = []
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            lines.append(json.dumps({"key": self.key, "batches": self.plan}))
-        lines.append(json.dumps(record))
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def rows(self, n: int) -> list[dict[str, Any]]:
-        """All rows in input order, each with the method's mean seconds per generated token."""
-        by_index = {row["index"]: row for _, rows in self.done.values() for row in rows}
-        seconds = sum(batch_seconds for batch_seconds, _ in self.done.values())
-        per_token = seconds / max(sum(row["n_generated"] for row in by_index.values()), 1)
-        rows = []
-        for i in range(n):
-            row = {k: v for k, v in by_index[i].items() if k != "index"}
-            rows.append({**row, "seconds_per_token": per_token})
-        return rows
+ROW_FIELDS = ("user_id", "output", "n_generated", "coherence_nll")
 
 
 def _run_batch(
@@ -272,6 +161,7 @@ def _run_batch(
 def _run_method(
     model: TransformerBridge,
     examples: Sequence[PreferenceExample],
+    label: str,
     steering: Steering,
     task: str,
     config: EvalConfig,
@@ -290,31 +180,34 @@ def _run_method(
     )
     plan = batch_plan([len(p) for p in prompts], config.batch_size)
     ranks = distributed.current()
-    state = _Checkpoint(ranks.rank_path(checkpoint) if checkpoint else None, key, plan)
+    path = ranks.rank_path(checkpoint) if checkpoint else None
+    state = BatchCheckpoint(path, key, plan, ROW_FIELDS)
     state.load()
     for other in distributed.rank_siblings(checkpoint) if checkpoint else []:
         if other != state.path:  # batches of other ranks, or of a run with other ranks
-            peer = _Checkpoint(other, key, plan)
+            peer = BatchCheckpoint(other, key, plan, ROW_FIELDS)
             peer.load(repair=False)
             state.done = {**peer.done, **state.done}
     done = sum(len(plan[b]) for b in state.done)
     bar = tqdm(
         total=len(examples),
         initial=done,
-        desc=f"evaluate ({steering.name})",
+        desc=f"evaluate ({label})",
         disable=not progress or not ranks.is_main,
     )
     for batch, indices in enumerate(plan):  # under torchrun: batch b is rank (b mod N)'s
         if batch in state.done or not ranks.owns(batch):
             continue
-        unit = f"batch {batch} of {steering.name} (inputs {indices})"
+        unit = f"batch {batch} of {label} (inputs {indices})"
         with ranks.working_on(lambda unit=unit: unit):
             seconds, rows = _run_batch(model, examples, indices, steering, task, config)
         state.append(batch, seconds, rows)
         bar.update(len(indices) * ranks.world_size)
     bar.close()
     state.done = ranks.merge(state.done, lambda done: {b: v for d in done for b, v in d.items()})
-    return state.rows(len(examples))
+    rows = state.rows(len(examples))
+    per_token = state.seconds / max(sum(row["n_generated"] for row in rows), 1)
+    return [{**row, "seconds_per_token": per_token} for row in rows]
 
 
 def _summarize(
@@ -364,7 +257,9 @@ def evaluate_methods(
         rows = _read_done(path, key, len(examples)) if path is not None else None
         if rows is None:
             checkpoint = partial_path(path) if path is not None else None
-            rows = _run_method(model, examples, steering, task, config, progress, key, checkpoint)
+            rows = _run_method(
+                model, examples, name, steering, task, config, progress, key, checkpoint
+            )
             if path is not None and checkpoint is not None and main:
                 atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
                 meta = {"key": key, "method": describe(steering)}
@@ -380,8 +275,13 @@ def evaluate_methods(
 
 
 def default_pairs(names: Sequence[str]) -> list[tuple[str, Sequence[str]]]:
-    """Every method against ``plain`` (none when ``plain`` was not run)."""
-    return [(name, ("plain",)) for name in names if name != "plain"] if "plain" in names else []
+    """Every method against ``plain`` (none when ``plain`` was not run), and with ``no_profile``
+    run too, ``plain`` against it: the profile's benefit, the most a method that amplifies the
+    profile works against."""
+    if "plain" not in names:
+        return []
+    pairs: list[tuple[str, Sequence[str]]] = [(n, ("plain",)) for n in names if n != "plain"]
+    return pairs + ([("plain", ("no_profile",))] if "no_profile" in names else [])
 
 
 def compare_results(

@@ -19,6 +19,7 @@ from dps_lens.figures.study import FigureSpec, Study
 from dps_lens.heads import Head, draw_random_heads
 from dps_lens.headsets import ranking, split_half_rankings
 from dps_lens.interventions import HeadMask
+from dps_lens.profile_attention import ProfileAttention
 from dps_lens.scoring.groups import group_scores
 from dps_lens.scoring.head_scores import HeadScores
 
@@ -236,6 +237,35 @@ def _depth_profile(inputs: Inputs, spec: FigureSpec) -> Figure:
     return plots.depth_profiles(shares, depths, title)
 
 
+def _read_audit(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: not an audit report ({exc})") from None
+    if not isinstance(report, dict) or not {"rows", "gold", "metric"} <= set(report):
+        raise DataFormatError(
+            f"{path}: not an audit report (rows, gold, metric); rerun dps-lens audit"
+        )
+    return report
+
+
+def _profile_attention(inputs: Inputs, spec: FigureSpec) -> Figure:
+    shares = inputs.read(inputs.path(spec, "attention"), ProfileAttention.load)
+    return plots.profile_attention_heatmap(shares, spec.options.get("title"))
+
+
+def _profile_attention_scatter(inputs: Inputs, spec: FigureSpec) -> Figure:
+    shares = inputs.read(inputs.path(spec, "attention"), ProfileAttention.load)
+    return plots.profile_attention_scatter(
+        shares, inputs.scores(spec), int(spec.options.get("k", 10)), spec.options.get("title")
+    )
+
+
+def _audit(inputs: Inputs, spec: FigureSpec) -> Figure:
+    report = inputs.read(inputs.path(spec, "report"), _read_audit)
+    return plots.audit_dots(report, spec.options.get("title"))
+
+
 VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only
 BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "pcs_heatmap": _pcs_heatmap,
@@ -250,4 +280,7 @@ BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "head_masks": _head_masks,
     "attention": _attention,
     "depth_profile": _depth_profile,
+    "profile_attention": _profile_attention,
+    "profile_attention_scatter": _profile_attention_scatter,
+    "audit": _audit,
 }

@@ -100,8 +100,21 @@ def produce_inputs(study: Study) -> None:
             command = [sys.executable, "-m", "dps_lens", *command[1:]]
         print(f"[{study.name}] producing {', '.join(step.creates)}: {' '.join(step.command)}")
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-        if subprocess.run(command, cwd=study.root, env=env).returncode != 0:
-            raise DpsLensError(f"study {study.name}: `{' '.join(step.command)}` failed")
+        shown = " ".join(step.command)
+        try:
+            returncode = subprocess.run(command, cwd=study.root, env=env).returncode
+        except FileNotFoundError:
+            raise DpsLensError(
+                f"{study.path or study.name}: the produce command `{shown}` names a program that does not "
+                f"exist ({command[0]!r}): install it, or fix the command's first word"
+            ) from None
+        except PermissionError:
+            raise DpsLensError(
+                f"{study.path or study.name}: the produce command `{shown}` names {command[0]!r}, which is not "
+                "executable: make it executable (chmod +x) or run it through its interpreter"
+            ) from None
+        if returncode != 0:
+            raise DpsLensError(f"study {study.name}: `{shown}` failed")
 
 
 def _write_static(pending: Sequence[tuple[go.Figure, Path]]) -> None:

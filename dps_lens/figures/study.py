@@ -70,6 +70,9 @@ FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {
         "template",
         "max_length",
     ),
+    "profile_attention": ("attention", "title"),
+    "profile_attention_scatter": ("attention", "scores", "k", "title"),
+    "audit": ("report", "title"),
     "depth_profile": ("reports", "select", "title"),
 }
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -100,6 +103,7 @@ class Study:
     figures: list[FigureSpec]
     produce: list[Produce] = field(default_factory=list)
     requires: list[Path] = field(default_factory=list)
+    path: Path | None = None  # the study file it was read from
 
     def missing_requirements(self) -> list[Path]:
         return [path for path in self.requires if not path.exists()]
@@ -220,4 +224,5 @@ def load_study(path: str | Path, allow_outside: bool = False) -> Study:
         figures=figures,
         produce=produce,
         requires=[root / p for p in requires],
+        path=path,
     )

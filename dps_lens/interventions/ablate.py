@@ -10,7 +10,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from dps_lens.errors import DpsLensError
-from dps_lens.interventions.ablation import AblationInputs, get_ablation
+from dps_lens.interventions.ablation import Ablation, AblationInputs, get_ablation
+from dps_lens.interventions.layout import PromptLayout
 from dps_lens.interventions.mask import HeadMask, as_mask
 
 if TYPE_CHECKING:
@@ -34,20 +35,23 @@ def _row_weights(weights: Tensor, layer: int, batch: int) -> Float[Tensor, "batc
 def ablate_heads(
     model: TransformerBridge,
     mask: HeadMask | Tensor | Iterable[Sequence[int]],
-    mode: str = "zero",
+    mode: str | Ablation = "zero",
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None,
     key_mask: Bool[Tensor, "batch key"] | None = None,
+    layout: PromptLayout | None = None,
 ) -> Iterator[TransformerBridge]:
     """Within the block, every forward of ``model`` runs with ``mask`` applied by the ablation
-    registered as ``mode`` (see ``ablation_names()``).
+    registered as ``mode`` (see ``ablation_names()``), or by a configured ``Ablation``.
 
     ``mask`` is a ``HeadMask``, a weight map ``[n_layers, n_heads]`` or ``[batch, n_layers,
     n_heads]`` in [0, 1], or (layer, head) pairs. ``means`` (from ``head_means``) serves modes that
-    need reference means; ``key_mask`` marks the non-padding keys (left-padded batches).
+    need reference means; ``key_mask`` marks the non-padding keys (left-padded batches), over the
+    whole sequence (cache included); ``layout`` places each row's prompt and profile span, for
+    modes that read them (``emphasis``, ``shift``).
     """
     head_mask = as_mask(model, mask)
     ablation = get_ablation(mode)
-    inputs = AblationInputs(means=means, key_mask=key_mask)
+    inputs = AblationInputs(means=means, key_mask=key_mask, layout=layout)
     ablation.check(model, inputs)
     weights = head_mask.weights
 

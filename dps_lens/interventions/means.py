@@ -64,7 +64,7 @@ def reference_means(
     if not examples:
         raise DpsLensError("mean ablation needs reference examples (head means come from prompts)")
     encoder = encoder_for(model, template or get_template("history"))
-    prompts = [encoder.encode(example, with_target=False) for example in examples]
+    prompts = encoder.encode_many(examples, with_target=False)
     pad_id = pad_id_of(model.tokenizer)
     chunks = [prompts[s : s + batch_size] for s in range(0, len(prompts), batch_size)]
     return head_means(model, ((collate(c, pad_id).tokens, real_token_mask(c)) for c in chunks))

@@ -9,7 +9,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from dps_lens.interventions.ablation import Ablation, AblationInputs, register_ablation
+from dps_lens.interventions.ablation import AblationInputs, PatternAblation, register_ablation
 
 
 def uniform_pattern(
@@ -25,15 +25,14 @@ def uniform_pattern(
 
 
 @register_ablation
-class UniformAttention(Ablation):
+class UniformAttention(PatternAblation):
     name = "uniform"
-    hook = "hook_pattern"
     description = "the head attends uniformly to every visible key"
 
     def target(self, value: Tensor, layer: int, inputs: AblationInputs) -> Tensor:
-        key_mask = inputs.key_mask
-        rows = key_mask if key_mask is None or key_mask.shape[-1] == value.shape[-1] else None
-        return uniform_pattern(value.shape[-2], value.shape[-1], rows, value.device)
-
-    def weights_like(self, weights: Tensor, value: Tensor) -> Tensor:
-        return weights[:, :, None, None]
+        key_mask, n_keys = inputs.key_mask, value.shape[-1]
+        # the keys are the sequence's last n_keys positions (a sliding-window cache keeps fewer)
+        rows = (
+            key_mask[:, -n_keys:] if key_mask is not None and key_mask.shape[-1] >= n_keys else None
+        )
+        return uniform_pattern(value.shape[-2], n_keys, rows, value.device)

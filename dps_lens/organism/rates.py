@@ -35,7 +35,7 @@ def prompt_batches(
 ) -> Iterator[tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]]:
     """Right-padded prompt batches (no target): ``(tokens, real_token_mask)``."""
     encoder = encoder_for(model, template or get_template("history"))
-    prompts = [encoder.encode(e, with_target=False).input_ids for e in examples]
+    prompts = [e.input_ids for e in encoder.encode_many(examples, with_target=False)]
     pad_id = pad_id_of(model.tokenizer)
     for start in range(0, len(prompts), batch_size):
         yield pad(prompts[start : start + batch_size], pad_id)

@@ -12,6 +12,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from dps_lens.names import name_from_id
 from dps_lens.plots.style import DIVERGING, SEQUENTIAL, styled
 from dps_lens.scoring.head_scores import STATUS_NAMES, HeadScores
 
@@ -26,7 +27,7 @@ def _limit(*means: np.ndarray) -> float:
     return float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
 
 
-def _integer_ticks(figure: go.Figure, n_layers: int, n_heads: int) -> None:
+def integer_ticks(figure: go.Figure, n_layers: int, n_heads: int) -> None:
     """Layer 0 on top; one tick per layer/head on small models, no half-integer ticks."""
     figure.update_yaxes(autorange="reversed", dtick=1 if n_layers <= 16 else None, tick0=0)
     figure.update_xaxes(dtick=1 if n_heads <= 16 else None, tick0=0)
@@ -66,7 +67,7 @@ def pcs_heatmap(scores: HeadScores, title: str | None = None) -> go.Figure:
     )
     return styled(
         figure,
-        title or f"Preference contribution score — {scores.model_id}",
+        title or f"Preference contribution score — {name_from_id(scores.model_id)}",
         width=max(440, 90 + 30 * scores.n_heads),
         height=max(360, 150 + 22 * scores.n_layers),
     )
@@ -95,7 +96,7 @@ def pcs_grid(
         figure.add_trace(
             _heatmap(scores, limit, show_scale=i == 0), i // columns + 1, i % columns + 1
         )
-    _integer_ticks(figure, groups[0][1].n_layers, groups[0][1].n_heads)
+    integer_ticks(figure, groups[0][1].n_layers, groups[0][1].n_heads)
     for c in range(1, columns + 1):
         figure.update_xaxes(title_text="head", row=rows, col=c)
     for r in range(1, rows + 1):
@@ -137,5 +138,5 @@ def head_mask_maps(
         )
         figure.update_xaxes(title_text="head", row=1, col=i + 1)
     figure.update_yaxes(title_text="layer", row=1, col=1)
-    _integer_ticks(figure, *weights.shape)
+    integer_ticks(figure, *weights.shape)
     return styled(figure, title, width=160 + 260 * len(names), height=460, margin_top=50)

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import head_name
+from dps_lens.names import name_from_id
 from dps_lens.plots.style import styled
 from dps_lens.scoring.head_scores import HeadScores
 
@@ -72,7 +73,9 @@ def specificity_scatter(scores: HeadScores, k: int = 3, title: str | None = None
     )
     figure.update_xaxes(title="PCS with the profile (nats)", zeroline=True)
     figure.update_yaxes(title="PCS without the profile (nats)", zeroline=True)
-    return styled(figure, title or f"Profile-specific heads — {scores.model_id}", 560, 520)
+    return styled(
+        figure, title or f"Profile-specific heads — {name_from_id(scores.model_id)}", 560, 520
+    )
 
 
 def _bars(low: list, high: list, centre: np.ndarray, colour: str) -> dict:

@@ -34,14 +34,14 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 
-def attribution_ablation(mode: str) -> Ablation:
+def attribution_ablation(mode: str | Ablation) -> Ablation:
     """The registered ablation ``mode``, if attribution can estimate it (it acts on ``hook_z``)."""
     ablation = get_ablation(mode)
     if not ablation.attribution:
         supported = ", ".join(a.name for a in ABLATIONS.values() if a.attribution)
         raise DpsLensError(
-            f"attribution scores support modes {supported} (ablations of hook_z), not {mode!r}; "
-            "use --method exact"
+            f"attribution scores support modes {supported} (ablations of hook_z), not "
+            f"{ablation.name!r}; use --method exact"
         )
     return ablation
 
@@ -140,13 +140,14 @@ def attribution_batch(
     model: TransformerBridge,
     batch: TargetBatch,
     real: Bool[Tensor, "batch pos"],
-    mode: str = "zero",
+    mode: str | Ablation = "zero",
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None,
     ig_steps: int = 0,
     graddrop: bool = False,
 ) -> Float[Tensor, "batch n_layers n_heads"]:
-    """Estimated PCS of every head for every example of ``batch`` (nats, float32, on the CPU);
-    with ``graddrop``, AtP*'s GradDrop magnitude instead (see the module docstring)."""
+    """Estimated PCS of every head for every example of ``batch`` (nats, float32, on the CPU),
+    oriented by the mode's ``score_sign``; with ``graddrop``, AtP*'s GradDrop magnitude instead
+    (see the module docstring)."""
     if ig_steps < 0:
         raise DpsLensError(f"ig_steps must be >= 0, got {ig_steps}")
     if graddrop and (ig_steps or int(model.cfg.n_layers) < 2):
@@ -158,6 +159,7 @@ def attribution_batch(
     ablation.check(model, inputs)
     batch = batch.to(model.cfg.device)
     alphas = [(k + 0.5) / ig_steps for k in range(ig_steps)] if ig_steps else [0.0]
-    return torch.stack(
+    estimate = torch.stack(
         [_step(model, batch, real, a, ablation, inputs, graddrop) for a in alphas]
     ).mean(0)
+    return estimate if graddrop else ablation.score_sign * estimate

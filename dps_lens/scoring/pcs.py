@@ -23,12 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from dps_lens import distributed
-from dps_lens.data.encoding import collate, encoder_for, pad_id_of
+from dps_lens.data.encoding import check_profile_spans, collate, encoder_for, pad_id_of
 from dps_lens.data.example import ExampleRef, PreferenceExample, data_hash
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import all_heads, check_head, format_heads
-from dps_lens.interventions import get_ablation, head_means
+from dps_lens.interventions import head_means
 from dps_lens.scoring import planners, racing  # noqa: F401  (register the built-in methods)
 from dps_lens.scoring.checkpoint import CHECKPOINT_META, ScanCheckpoint, check_finite
 from dps_lens.scoring.head_scores import HeadScores
@@ -135,7 +135,12 @@ def _absorb_earlier(
     template: PromptTemplate,
 ) -> None:
     """Take ``earlier``'s finished cells as the with-profile rows of ``checkpoint``."""
-    settings = {"mode": config.mode, "template": template.name, "max_length": config.max_length}
+    settings = {
+        "mode": config.mode,
+        "alpha": config.alpha,
+        "template": template.name,
+        "max_length": config.max_length,
+    }
     theirs = {name: earlier.config.get(name) for name in settings}
     ablations = ("exact", "racing")  # cells that are ablation values, the same in both scans
     if config.method not in ablations or earlier.config.get("method") not in ablations:
@@ -193,6 +198,9 @@ def score_heads(
     encoded = encoder.encode_many(examples)
     if config.contrast == "no-profile":  # rows n..2n-1: the same examples without their profile
         encoded += replace(encoder, template=template.without_profile()).encode_many(examples)
+    ablation = config.ablation()
+    if ablation.needs_layout:
+        check_profile_spans(encoded[: len(examples)], ablation.name)
     pad_id = pad_id_of(model.tokenizer)
     digest = data_hash(examples)
     key = hashlib.sha256(
@@ -214,7 +222,7 @@ def score_heads(
 
     means = (
         head_means(model, reference_batches(encoded[: len(examples)], config.batch_size, pad_id))
-        if get_ablation(config.mode).needs_means
+        if ablation.needs_means
         else None
     )
 

@@ -26,11 +26,13 @@ def exact_cells_work(state: ScanState, heads: Sequence[Head], rows: Sequence[int
         state.model, state.encoded, state.config, state.pad_id, state.checkpoint
     )  # fmt: skip
 
+    ablation = config.ablation()
+
     def unit_work(unit: Unit) -> Work:
         def compute() -> Tensor:
-            losses = forward_unit(model, encoded, unit, pad_id, config.mode, state.means)
+            losses = forward_unit(model, encoded, unit, pad_id, ablation, state.means)
             clean = checkpoint.clean_loss[list(unit.examples)].repeat(len(unit.heads))
-            return losses - clean
+            return ablation.score_sign * (losses - clean)
 
         return Work(unit.cells(), compute)
 
@@ -57,8 +59,9 @@ def attribution_work(state: ScanState) -> list[Work]:
             chunk = [encoded[i] for i in index]
             batch, real = collate(chunk, pad_id), real_token_mask(chunk)
             scores = attribution_batch(
-                model, batch, real, config.mode, state.means, config.ig_steps, config.graddrop
-            )
+                model, batch, real, config.ablation(), state.means, config.ig_steps,
+                config.graddrop,
+            )  # fmt: skip
             return torch.stack([scores[:, l, h] for l, h in heads]).flatten()
 
         return Work([(i, head) for head in heads for i in index], compute)
@@ -75,7 +78,7 @@ def patching_work(state: ScanState) -> list[Work]:
         state.pad_id,
     )  # fmt: skip
     bare = replace(encoder, template=encoder.template.without_profile())
-    no_profile = [bare.encode(e) for e in examples]
+    no_profile = bare.encode_many(examples)
     noising = config.direction == "noising"
     base, source = (encoded, no_profile) if noising else (no_profile, encoded)
     batches = [order[s : s + config.batch_size] for s in range(0, len(order), config.batch_size)]

@@ -20,7 +20,7 @@ from dps_lens.data.encoding import EncodedExample, Encoder
 from dps_lens.data.example import PreferenceExample
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import Head
-from dps_lens.interventions import get_ablation
+from dps_lens.interventions import Ablation, ablation_names, ablation_parameters, get_ablation
 from dps_lens.scoring.checkpoint import ScanCheckpoint
 from dps_lens.scoring.patching import DIRECTIONS
 
@@ -58,8 +58,11 @@ class ScanConfig:
     is lowered (``auto_batch_size``). ``heads`` restricts the scan to some heads (default: all).
     """
 
-    # how a head is removed: a registered ablation (zero, mean, uniform, oproj_slice, ...)
+    # how a head is intervened on: a registered ablation (zero, mean, uniform, emphasis, ...)
     mode: str = "zero"
+    # strength of a parameterised mode (emphasis: attention kept off the profile, PASTA's 0.01;
+    # amplify: z times 1 + alpha); default: the mode's own
+    alpha: float | None = None
     # ablation rows per forward pass, or auto (from free memory)
     batch_size: int = flag_field(default=16, type=parse_batch_size)
     seed: int = 0  # seed of the bootstrap and of racing's example order
@@ -84,7 +87,12 @@ class ScanConfig:
     race_allocation: Literal["uniform", "boundary"] = "uniform"
 
     def __post_init__(self) -> None:
-        get_ablation(self.mode)  # raises, naming the registered modes
+        if self.alpha is not None and "alpha" not in ablation_parameters(self.mode):
+            takes = [name for name in ablation_names() if "alpha" in ablation_parameters(name)]
+            raise DpsLensError(
+                f"--alpha applies to modes {', '.join(takes)}, not {self.mode!r}; drop --alpha"
+            )
+        self.ablation()  # raises, naming the registered modes or the bad parameter
         if self.method not in scan_method_names():
             raise DpsLensError(
                 f"unknown method {self.method!r}; use one of {', '.join(scan_method_names())}"
@@ -110,6 +118,10 @@ class ScanConfig:
             raise DpsLensError(
                 f"the no-profile contrast needs method exact or racing, not {self.method!r}"
             )
+
+    def ablation(self) -> Ablation:
+        """The configured intervention: ``mode`` with ``alpha`` when given."""
+        return get_ablation(self.mode, **({} if self.alpha is None else {"alpha": self.alpha}))
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -12,7 +12,7 @@ from torch import Tensor
 from dps_lens.data.encoding import EncodedExample, collate, real_token_mask
 from dps_lens.fork import fork_at
 from dps_lens.heads import Head
-from dps_lens.interventions import ablate_heads
+from dps_lens.interventions import Ablation, PromptLayout, ablate_heads
 from dps_lens.scoring.loss import forward_nll
 
 if TYPE_CHECKING:
@@ -52,12 +52,19 @@ def plan_units(heads: Sequence[Head], order: Sequence[int], batch_size: int) -> 
     return units
 
 
+def scan_layout(encoded: Sequence[EncodedExample]) -> PromptLayout:
+    """Where the prompt and profile of each scored sequence sit (right-padded, target after)."""
+    return PromptLayout.right_padded(
+        [e.target_start for e in encoded], [e.profile_span for e in encoded]
+    )
+
+
 def forward_unit(
     model: TransformerBridge,
     encoded: Sequence[EncodedExample],
     unit: Unit,
     pad_id: int,
-    mode: str,
+    ablation: Ablation,
     means: Tensor | None,
 ) -> Tensor:
     """Target NLL of every cell of ``unit``, copy-major (``[heads × examples]``).
@@ -65,13 +72,18 @@ def forward_unit(
     The examples run blocks below ``unit.layer`` once; the batch is then forked into one copy
     per head (``fork_at``), each with its own head ablated.
     """
-    batch = collate([encoded[i] for i in unit.examples], pad_id)
+    rows = [encoded[i] for i in unit.examples]
+    batch = collate(rows, pad_id)
     copies, n_rows = len(unit.heads), len(unit.examples)
     weights = torch.zeros(copies * n_rows, int(model.cfg.n_layers), int(model.cfg.n_heads))
     for copy, head in enumerate(unit.heads):
         weights[copy * n_rows : (copy + 1) * n_rows, unit.layer, head] = 1.0
-    key_mask = real_token_mask([encoded[i] for i in unit.examples]).repeat(copies, 1)
-    with fork_at(model, unit.layer, copies), ablate_heads(model, weights, mode, means, key_mask):
+    key_mask = real_token_mask(rows).repeat(copies, 1)
+    layout = scan_layout(rows).repeat(copies) if ablation.needs_layout else None
+    with (
+        fork_at(model, unit.layer, copies),
+        ablate_heads(model, weights, ablation, means, key_mask, layout),
+    ):
         return forward_nll(model, batch, copies)
 
 

@@ -5,7 +5,11 @@ A contrastive method runs its two forwards as one batch: rows ``[0, B)`` are the
 batch is forked at the first masked layer (``fork_at``), so the layers below it are computed once.
 DoLa reads its premature layers from the same forward: the last position of each candidate's
 residual stream goes through the final norm and the unembedding (rows ``[B (1 + j), B (2 + j))``
-for candidate ``j``). Prompts are left-padded; positions and attention follow the padding mask.
+for candidate ``j``). An editing method (attention emphasis, head shift, amplification) runs one
+forward with its heads edited; those that read the profile get every prompt's profile span and
+decoded positions (``PromptLayout``). Prompts are left-padded; positions and attention follow the
+padding mask. With ``forced`` the tokens are not picked but taken from another generation
+(teacher forcing), so two methods' scores can be compared step by step on the same output.
 """
 
 from __future__ import annotations
@@ -22,12 +26,18 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dps_lens.data.encoding import encoder_for, pad, pad_id_of
+from dps_lens.data.encoding import (
+    EncodedExample,
+    check_profile_spans,
+    encoder_for,
+    pad,
+    pad_id_of,
+)
 from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate, get_template
 from dps_lens.errors import DpsLensError
 from dps_lens.fork import duplicate_cache_rows, fork_at
-from dps_lens.interventions import HeadMask, ablate_heads
+from dps_lens.interventions import HeadMask, PromptLayout, ablate_heads
 from dps_lens.steering.methods import Steering, plain
 from dps_lens.steering.sampling import Sampling
 
@@ -71,14 +81,15 @@ def stop_token_ids(model: TransformerBridge, extra: Sequence[int] = ()) -> set[i
     return ids
 
 
-def _prompt_ids(
+def _prompts(
     model: TransformerBridge,
     inputs: Sequence[str] | Sequence[PreferenceExample],
     template: PromptTemplate,
     max_new_tokens: int,
     without_profile: bool,
     max_length: int | None = None,
-) -> list[list[int]]:
+) -> list[EncodedExample]:
+    """Every input's prompt (no target), with its profile span."""
     n_ctx = int(model.cfg.n_ctx)
     if max_length is not None and max_length > n_ctx:
         raise DpsLensError(
@@ -94,10 +105,11 @@ def _prompt_ids(
     if len(examples) == len(inputs):
         chosen = template.without_profile() if without_profile else template
         encoder = encoder_for(model, chosen, max_length=budget)
-        return [encoder.encode(x, with_target=False).input_ids for x in examples]
+        return encoder.encode_many(examples, with_target=False)
     if without_profile:
         raise DpsLensError(
-            "CAD contrasts the prompt with and without the profile: pass PreferenceExamples"
+            "this method removes the profile from each prompt: pass PreferenceExamples "
+            "(--data FILE), not prompt strings"
         )
     texts = [x for x in inputs if isinstance(x, str)]
     if len(texts) != len(inputs):
@@ -116,17 +128,19 @@ def _prompt_ids(
                 f"limit of {limit} tokens (the model's context is {n_ctx}); shorten the prompt "
                 "or lower max_new_tokens"
             )
-        prompts.append(ids)
+        prompts.append(EncodedExample(ids, len(ids), 0))
     return prompts
 
 
 @dataclass
 class _Batch:
-    """One chunk of prompts being decoded together."""
+    """One chunk of prompts being decoded together (``layout``: where each prompt and its
+    profile sit in the left-padded batch, for methods that read them)."""
 
     model: TransformerBridge
     steering: Steering
     weights: Float[Tensor, "batch n_layers n_heads"] | None
+    layout: PromptLayout | None = None
 
     @property
     def forks(self) -> bool:
@@ -151,17 +165,26 @@ class _Batch:
         fork: bool,
     ) -> tuple[Float[Tensor, "out_rows vocab"], Cache]:
         """Last-position logits (float32) and the extended cache."""
-        model, device = self.model, self.model.cfg.device
+        model, device, steering = self.model, self.model.cfg.device, self.steering
         stack = contextlib.ExitStack()
         with stack:
             if fork:
                 stack.enter_context(fork_at(model, self.fork_layer))
                 key_mask: Bool[Tensor, "rows2 pos"] = attention.bool().repeat(2, 1)
+                layout = self.layout.repeat(2) if self.layout is not None else None
                 stack.enter_context(
                     ablate_heads(
-                        model, self.row_weights, self.steering.mode, self.steering.means, key_mask
+                        model, self.row_weights, steering.mode, steering.means, key_mask, layout
                     )
                 )
+            elif steering.contrast == "edit":
+                assert self.weights is not None
+                stack.enter_context(
+                    ablate_heads(
+                        model, self.weights, steering.mode, steering.means, attention.bool(),
+                        self.layout,
+                    )
+                )  # fmt: skip
             early: list[Tensor] = []
             if self.steering.layers is not None:
                 names = self.steering.layers.hook_names()
@@ -193,7 +216,7 @@ class _Batch:
     def scores(
         self, logits: Float[Tensor, "rows vocab"], batch: int
     ) -> Float[Tensor, "batch vocab"]:
-        if self.steering.contrast == "none":
+        if self.steering.contrast in ("none", "edit"):
             return logits.log_softmax(-1)
         if self.steering.layers is not None:
             early = logits[batch:].reshape(-1, batch, logits.shape[-1])
@@ -212,7 +235,7 @@ def _check_cache_filled(cache: Cache, positions: int) -> None:
         raise DpsLensError(
             f"the KV cache holds {held} of {positions} positions: transformers "
             f"{transformers.__version__} does not fill the cache of this TransformerLens "
-            "release; install the versions dps-lens pins (pip install 'transformers<5.24')"
+            "release; install a release dps-lens supports (pip install -e . picks one)"
         )
 
 
@@ -231,10 +254,17 @@ def _generate_chunk(
     max_new_tokens: int,
     stop_ids: set[int],
     record_scores: bool,
+    forced: list[tuple[list[int], int]] | None = None,
 ) -> tuple[list[list[int]], list[bool], list[Tensor] | None, float, float]:
+    """Decode one chunk; with ``forced`` (per row: the tokens to feed, and the number of steps to
+    score), the tokens come from there instead of being picked."""
     model = chunk.model
     pad_id = pad_id_of(model.tokenizer)
     batch = len(prompts)
+    if forced is not None:
+        max_new_tokens = max(1, *(steps for _, steps in forced))
+        fed = torch.tensor([ids + [pad_id] * (max_new_tokens - len(ids)) for ids, _ in forced])
+        last_step = torch.tensor([steps for _, steps in forced]) - 1
     tokens, real = pad(prompts + (alt_prompts or []), pad_id, side="left")
     attention = real.long()
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long)
@@ -251,10 +281,13 @@ def _generate_chunk(
         scores = chunk.scores(logits, batch)
         if record_scores:
             recorded.append(scores.cpu())
-        token = sampling.pick(scores, generator).cpu()
-        token = token.masked_fill(finished, pad_id)
+        if forced is not None:
+            token = fed[:, step].masked_fill(finished, pad_id)
+            finished |= last_step <= step
+        else:
+            token = sampling.pick(scores, generator).cpu().masked_fill(finished, pad_id)
+            finished |= torch.isin(token, stops)
         picked.append(token)
-        finished |= torch.isin(token, stops)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         step_tokens = token[:, None].repeat(tokens.shape[0] // batch, 1)
@@ -263,16 +296,30 @@ def _generate_chunk(
     _sync(model)
     decode_seconds = time.perf_counter() - start
     steps = torch.stack(picked, 1)
-    outputs, stopped = [], []
-    for row in steps.tolist():
+    outputs, stopped, n_scored = [], [], []
+    for i, row in enumerate(steps.tolist()):
+        if forced is not None:
+            ids, n_steps = forced[i]
+            outputs.append(list(ids))
+            stopped.append(n_steps > len(ids))
+            n_scored.append(n_steps)
+            continue
         cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
         outputs.append(row if cut is None else row[:cut])
         stopped.append(cut is not None)
+        n_scored.append(len(outputs[-1]) + int(stopped[-1]))
     scores_out = None
     if record_scores:
         stacked = torch.stack(recorded, 1)  # [batch, steps, vocab]
-        scores_out = [stacked[i, : len(outputs[i]) + int(stopped[i])] for i in range(batch)]
+        scores_out = [stacked[i, : n_scored[i]] for i in range(batch)]
     return outputs, stopped, scores_out, prefill_seconds, decode_seconds
+
+
+def forced_row(forced: Generation, index: int) -> tuple[list[int], int]:
+    """Output ``index`` of ``forced`` as teacher forcing feeds it: its tokens, and the steps to
+    score (one more than its tokens when it stopped: the step that picked the stop token)."""
+    ids = forced.token_ids[index]
+    return ids, len(ids) + int(forced.stopped[index])
 
 
 def _template_of(steering: Steering, template: PromptTemplate | str | None) -> PromptTemplate:
@@ -298,8 +345,10 @@ def prompt_token_ids(
     max_length: int | None = None,
 ) -> list[list[int]]:
     """Every input's prompt tokens exactly as ``generate`` encodes them (for ``batch_plan``)."""
-    chosen = _template_of(steering or plain(), template)
-    return _prompt_ids(model, inputs, chosen, max_new_tokens, False, max_length)
+    steering = steering or plain()
+    chosen = _template_of(steering, template)
+    prompts = _prompts(model, inputs, chosen, max_new_tokens, not steering.profile, max_length)
+    return [p.input_ids for p in prompts]
 
 
 def generate(
@@ -315,6 +364,7 @@ def generate(
     max_length: int | None = None,
     return_scores: bool = False,
     progress: bool = False,
+    forced: Generation | None = None,
 ) -> Generation:
     """Decode a continuation of every input with ``steering`` (default: plain greedy).
 
@@ -324,6 +374,10 @@ def generate(
     exceed ``max_length``, by default the model's context). Decoding stops at an EOS id (of the
     tokenizer and generation config; unless ``stop_at_eos`` is False), at ``extra_stop_ids``, or
     after ``max_new_tokens``. Inputs are batched by similar length.
+
+    ``forced``: a generation of the same inputs whose tokens are fed instead of picked (teacher
+    forcing); ``scores`` then hold this method's scores at each of ``forced``'s steps (its
+    tokens, plus the step that picked its stop token when it stopped).
     """
     steering = steering or plain()
     sampling = sampling or Sampling()
@@ -339,12 +393,24 @@ def generate(
     if max_new_tokens < 1 or batch_size < 1:
         raise DpsLensError("max_new_tokens and batch_size must be at least 1")
     chosen = _template_of(steering, template)
-    prompts = _prompt_ids(model, prompts_in, chosen, max_new_tokens, False, max_length)
+    encoded = _prompts(model, prompts_in, chosen, max_new_tokens, not steering.profile, max_length)
+    if steering.reads_profile_span:
+        if not all(isinstance(x, PreferenceExample) for x in prompts_in):
+            raise DpsLensError(
+                f"method {steering.name!r} acts on each prompt's profile: pass PreferenceExamples "
+                "(--data FILE), not prompt strings"
+            )
+        check_profile_spans(encoded, f"method {steering.name!r}")
+    prompts = [e.input_ids for e in encoded]
     alt = (
-        _prompt_ids(model, prompts_in, chosen, max_new_tokens, True, max_length)
+        [e.input_ids for e in _prompts(model, prompts_in, chosen, max_new_tokens, True, max_length)]
         if steering.contrast == "profile"
         else None
     )
+    if forced is not None and len(forced.token_ids) != len(prompts):
+        raise DpsLensError(
+            f"the forced generation has {len(forced.token_ids)} outputs for {len(prompts)} inputs"
+        )
     weights = steering.weights
     if weights is not None:
         weights = weights.float().to(model.cfg.device)
@@ -366,8 +432,15 @@ def generate(
             chunk_weights = (
                 weights[rows] if weights.dim() == 3 else weights.expand(len(rows), -1, -1)
             )
+        layout = (
+            PromptLayout.left_padded(
+                [len(prompts[i]) for i in rows], [encoded[i].profile_span for i in rows]
+            )
+            if steering.reads_profile_span
+            else None
+        )
         out, stop, chunk_scores, seconds_in, seconds_out = _generate_chunk(
-            _Batch(model, steering, chunk_weights),
+            _Batch(model, steering, chunk_weights, layout),
             [prompts[i] for i in rows],
             [alt[i] for i in rows] if alt is not None else None,
             sampling,
@@ -375,6 +448,7 @@ def generate(
             max_new_tokens,
             stop_ids,
             return_scores,
+            None if forced is None else [forced_row(forced, i) for i in rows],
         )
         prefill += seconds_in
         decode += seconds_out

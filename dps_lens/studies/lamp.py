@@ -9,9 +9,11 @@ Users are split once (seeded) into a discovery and an evaluation side, which nev
   ``n_splits`` seeded halvings of the examples), the heads' relative depth (layer / n_layers) and
   the share of the total |PCS| held by the top 4% of heads.
 * Evaluation (``evaluation_users`` users): plain, CAD, DoLa, DPS with the PCS top ``k`` and with the
-  ΔPCS top ``k`` at every γ, DPS with the authors' shared prefill, and ``random_draws`` seeded draws
-  of random heads at γ = 1. Paired bootstrap differences: every method against plain, and DPS at
-  γ = 1 against the mean of the random draws, example by example on the same users.
+  ΔPCS top ``k`` at every γ (with ``adaptive``, γ is each step's entropy capped at it; ``beta``
+  adds the plausibility constraint), DPS with the authors' shared prefill, and ``random_draws``
+  seeded draws of random heads at γ = 1, all with the same recipe. Paired bootstrap differences:
+  every method against plain, and DPS at γ = 1 against the mean of the random draws, example by
+  example on the same users.
 
 Every step checkpoints into ``out`` (scans after each forward pass, decoding after each batch), so
 the same call resumes where a killed run stopped; ``report.json`` and ``report.md`` hold the result.
@@ -39,6 +41,7 @@ from dps_lens.evaluation.runner import compare_results
 from dps_lens.heads import head_name
 from dps_lens.headsets import jaccard, split_half_rankings
 from dps_lens.models import model_info
+from dps_lens.names import name_from_id, run_name
 from dps_lens.scoring import HeadScores, ScanConfig, score_heads
 from dps_lens.scoring.head_scores import Select
 from dps_lens.steering import SteeringContext, method_config
@@ -64,7 +67,10 @@ class LampStudyConfig:
     round_size: int = 8  # racing's first round (examples)
     # racing: each round to every undecided head, or to the k with the highest upper bounds
     race_allocation: Literal["uniform", "boundary"] = "uniform"
-    gammas: tuple[float, ...] = (0.25, 0.5, 1.0)  # DPS strengths evaluated
+    gammas: tuple[float, ...] = (0.25, 0.5, 1.0)  # DPS strengths evaluated (caps, if adaptive)
+    # DPS's γ per step: the entropy of the full model's distribution, capped at each of --gammas
+    adaptive: bool = False
+    beta: float | None = None  # DPS's plausibility constraint in (0, 1] (off by default)
     random_draws: int = 5  # seeded draws of random heads (γ = 1)
     n_splits: int = 20  # split-half draws for the stability of the top k
     template: str = "chat"  # prompt template: chat, history or no-profile
@@ -82,6 +88,12 @@ class LampStudyConfig:
             raise DpsLensError("the study needs at least one γ (--gammas)")
         for gamma in self.gammas:
             check_float("--gammas", gamma, low=0, low_open=True)
+        check_float("--beta", self.beta, low=0, high=1, low_open=True)
+
+    def dps_params(self, gamma: float) -> dict[str, Any]:
+        """The DPS parameters of the run at ``gamma`` (its cap when adaptive), with β."""
+        strength = {"gamma_cap": gamma, "adaptive": True} if self.adaptive else {"gamma": gamma}
+        return {**strength, "beta": self.beta}
 
     def scan(self, select: Select) -> ScanConfig:
         """Racing exact PCS (``pcs``) or racing ΔPCS with the no-profile contrast (``specific``)."""
@@ -90,11 +102,17 @@ class LampStudyConfig:
             race_allocation=self.race_allocation, template=self.template, max_length=self.max_length,
             batch_size=self.scan_batch_size, seed=self.seed,
         )  # fmt: skip
-        return (
-            replace(config, contrast="no-profile", select="specific")
-            if select == "specific"
-            else config
-        )
+        return racing_scan(config, select)
+
+
+def racing_scan(config: ScanConfig, select: Select) -> ScanConfig:
+    """``config`` as the race of head set ``select``: PCS as it is, ΔPCS with the no-profile
+    contrast ranked by the difference."""
+    return (
+        replace(config, contrast="no-profile", select="specific")
+        if select == "specific"
+        else config
+    )
 
 
 def sample_users(
@@ -138,29 +156,34 @@ def head_profile(scores: HeadScores, k: int, by: Select, n_splits: int) -> dict[
 def discover(
     model: "TransformerBridge",
     examples: Sequence[PreferenceExample],
-    config: LampStudyConfig,
+    scans: dict[Select, ScanConfig],
     out: Path,
     progress: bool,
 ) -> dict[Select, HeadScores]:
-    """Both races, each saved to ``out/discovery-<select>`` (resumed from its checkpoint); the
-    ΔPCS race takes the cells the PCS race finished instead of scoring them again."""
+    """Both races (``scans``, by head set), each saved to ``out/discovery-<select>`` (resumed
+    from its checkpoint); the ΔPCS race takes the cells the PCS race finished instead of scoring
+    them again."""
     found: dict[Select, HeadScores] = {}
     for select in SELECTIONS:
         directory = out / f"discovery-{select}"
         scores = score_heads(
-            model, examples, config.scan(select), checkpoint_dir=directory / "checkpoint",
+            model, examples, scans[select], checkpoint_dir=directory / "checkpoint",
             progress=progress, reuse=found.get("pcs"),
         )  # fmt: skip
         if distributed.current().is_main:
             scores.save(directory)
-            scores.save_reports(directory, config.k)
+            scores.save_reports(directory, scans[select].k)
         found[select] = scores
     return found
 
 
-def dps_label(select: Select, gamma: float) -> str:
-    """The name of the DPS run steering with the ``select`` top K at ``gamma``, e.g. ``dps_pcs@1``."""
-    return f"dps_{select}@{gamma:g}"
+def dps_label(
+    select: Select, gamma: float, adaptive: bool = False, beta: float | None = None
+) -> str:
+    """The name of the DPS run steering with the ``select`` top K at ``gamma``, e.g. ``dps_pcs@1``;
+    an entropy-adaptive run capped at ``gamma`` is ``dps_pcs@entropy<=1``, β adds ``+beta0.1``."""
+    strength = f"entropy<={gamma:g}" if adaptive else f"{gamma:g}"
+    return f"dps_{select}@{strength}" + (f"+beta{beta:g}" if beta is not None else "")
 
 
 def evaluation_points(config: LampStudyConfig) -> list[SweepPoint]:
@@ -170,11 +193,12 @@ def evaluation_points(config: LampStudyConfig) -> list[SweepPoint]:
         SweepPoint("cad", method_config("cad", alpha=1.0)),
         SweepPoint("dola", method_config("dola")),
     ]
+    recipe = {"adaptive": config.adaptive, "beta": config.beta}
     for select in SELECTIONS:
         points += [
             SweepPoint(
-                dps_label(select, g),
-                method_config("dps", gamma=g),
+                dps_label(select, g, **recipe),
+                method_config("dps", **config.dps_params(g)),
                 "gamma",
                 g,
                 config.k,
@@ -182,12 +206,13 @@ def evaluation_points(config: LampStudyConfig) -> list[SweepPoint]:
             )
             for g in config.gammas
         ]
-    points.append(SweepPoint("dps_shared_prefill_pcs@1", method_config("dps_shared_prefill"),
+    points.append(SweepPoint(dps_label("pcs", 1.0, **recipe).replace("dps_", "dps_shared_prefill_"),
+                             method_config("dps_shared_prefill", **config.dps_params(1.0)),
                              "gamma", 1.0, config.k, variant="_pcs"))  # fmt: skip
     points += [
         SweepPoint(
-            f"random_heads_s{s}@1",
-            method_config("random_heads", seed=s),
+            dps_label("pcs", 1.0, **recipe).replace("dps_pcs", f"random_heads_s{s}"),
+            method_config("random_heads", seed=s, **config.dps_params(1.0)),
             "gamma",
             1.0,
             config.k,
@@ -204,7 +229,8 @@ def comparison_pairs(config: LampStudyConfig) -> list[tuple[str, Sequence[str]]]
     randoms = [label for label in labels if label.startswith("random_heads_")]
     pairs: list[tuple[str, Sequence[str]]] = [(label, ["plain"]) for label in labels[1:]]
     if 1.0 in config.gammas:
-        pairs += [(dps_label(select, 1.0), randoms) for select in SELECTIONS]
+        recipe = {"adaptive": config.adaptive, "beta": config.beta}
+        pairs += [(dps_label(select, 1.0, **recipe), randoms) for select in SELECTIONS]
     return pairs
 
 
@@ -221,7 +247,7 @@ def run_lamp_study(
     discovery_side, evaluation_side = split_by_user(examples, 0.5, seed=config.seed)
     discovery = sample_users(discovery_side, config.discovery_users, config.seed)
     evaluation = sample_users(evaluation_side, config.evaluation_users, config.seed)
-    scores = discover(model, discovery, config, out, progress)
+    scores = discover(model, discovery, {s: config.scan(s) for s in SELECTIONS}, out, progress)
     profiles = {
         select: head_profile(s, config.k, select, config.n_splits) for select, s in scores.items()
     }
@@ -243,6 +269,7 @@ def run_lamp_study(
     comparisons = compare_results(results, pairs, task_of(evaluation), eval_config)
     report = {
         "model": model_info(model).model_id,
+        "model_name": model_info(model).name,
         "architecture": model_info(model).architecture,
         "dtype": weights_dtype(model),
         "task": config.task,
@@ -278,22 +305,27 @@ def report_dtype(report: dict[str, Any]) -> str:
     return str(report.get("dtype", "float32"))
 
 
-def model_label(model_id: str) -> str:
-    """A report's name for its model: the hub id's or the local folder's last part."""
-    return Path(model_id).name
+def report_model_name(report: dict[str, Any]) -> str:
+    """A report's name for its model: the one it recorded, else one from its id (older reports)."""
+    return str(report.get("model_name") or name_from_id(report["model"]))
+
+
+def report_run_name(report: dict[str, Any]) -> str:
+    """The model and its weights' dtype, e.g. ``SmolLM2-135M-Instruct · bf16``."""
+    return run_name(report_model_name(report), report_dtype(report))
 
 
 def report_markdown(report: dict[str, Any]) -> str:
     """``report.md`` from ``report.json``: discovery, head profile, evaluation, paired differences."""
     dtype = report_dtype(report)
     lines = [
-        f"## {model_label(report['model'])} on {report['task']}",
+        f"## {report_run_name(report)} on {report['task']}",
         "",
         f"{report['n_discovery_examples']} discovery examples, {report['n_evaluation_examples']} "
         f"evaluation examples (disjoint users); {report['n_layers']} layers × "
         f"{report['n_heads']} heads. Compute time: discovery {report['discovery_seconds']} s, "
-        f"decoding {report['evaluation_seconds']} s (over every call that resumed the study)."
-        + ("" if dtype == "float32" else f" Weights in {dtype}."),
+        f"decoding {report['evaluation_seconds']} s (over every call that resumed the study). "
+        f"Weights in {dtype}" + ("." if dtype == "float32" else "; losses and scores in float32."),
         "",
         "| head set | top heads | mean relative depth | top-4% share of Σ|PCS| "
         "| split-half Jaccard of the top k | cells scored by racing (of all) |",

@@ -20,7 +20,14 @@ from typing import Any
 
 from dps_lens.errors import DataFormatError
 from dps_lens.headsets import jaccard
-from dps_lens.studies.lamp import SELECTIONS, dps_label, model_label, report_dtype
+from dps_lens.names import dtype_label, name_from_id
+from dps_lens.studies.lamp import (
+    SELECTIONS,
+    dps_label,
+    report_dtype,
+    report_model_name,
+    report_run_name,
+)
 
 VERDICTS = ("above", "level", "below", "mixed")
 """A method against a reference over its metrics: some paired interval above 0 and none below it,
@@ -61,17 +68,15 @@ def read_report(path: str | Path) -> dict[str, Any]:
 
 
 def task_label(report: dict[str, Any]) -> str:
-    """The task and the run's size, e.g. ``lamp4 · 64/100 users`` (discovery / evaluation), and
-    the weights' dtype when it is not float32 (``lamp4 · 64/100 users · bfloat16``)."""
+    """The task and the run's size, e.g. ``lamp4 · 64/100 users`` (discovery / evaluation)."""
     config = report["config"]
-    dtype = report_dtype(report)
-    return f"{report['task']} · {config['discovery_users']}/{config['evaluation_users']} users" + (
-        "" if dtype == "float32" else f" · {dtype}"
-    )
+    return f"{report['task']} · {config['discovery_users']}/{config['evaluation_users']} users"
 
 
 def run_label(report: dict[str, Any]) -> str:
-    return f"{model_label(report['model'])} · {task_label(report)}"
+    """The model, its dtype, the task and the sizes: ``SmolLM2-135M-Instruct · bf16 · lamp7 ·
+    64/100 users``."""
+    return f"{report_run_name(report)} · {task_label(report)}"
 
 
 def distinct_run_labels(reports: Sequence[dict[str, Any]]) -> list[str]:
@@ -110,10 +115,11 @@ def steering_verdicts(report: dict[str, Any]) -> dict[str, Any]:
     verdicts: dict[str, Any] = {
         "dps_above_plain": [{"method": m, "metrics": metrics} for m, metrics in above.items()]
     }
+    settings = report.get("config", {})
+    recipe = {"adaptive": bool(settings.get("adaptive", False)), "beta": settings.get("beta")}
     for select in SELECTIONS:
-        against_random = [
-            c for c in rows if c["method"] == dps_label(select, 1.0) and c["reference"] != "plain"
-        ]
+        label = dps_label(select, 1.0, **recipe)
+        against_random = [c for c in rows if c["method"] == label and c["reference"] != "plain"]
         verdicts[f"{select}_vs_random"] = verdict(against_random)
     return verdicts
 
@@ -137,8 +143,9 @@ def compare_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     pairs = [
         {
             "model": a["model"],
+            "model_name": report_model_name(a),
             "tasks": [a["task"], b["task"]],
-            "runs": [task_label(a), task_label(b)],
+            "runs": [f"{task_label(r)} · {dtype_label(report_dtype(r))}" for r in (a, b)],
             **{
                 select: jaccard(a["discovery"][select]["top"], b["discovery"][select]["top"])
                 for select in SELECTIONS
@@ -165,7 +172,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     lines += ["", "| model | runs | Jaccard of the top-K (PCS) | (ΔPCS) |", "|---|---|---|---|"]
     for c in comparison["pairs"]:
         lines.append(
-            f"| {model_label(c['model'])} | {' vs '.join(c['runs'])} | {c['pcs']:.2f} | "
+            f"| {c.get('model_name') or name_from_id(c['model'])} | {' vs '.join(c['runs'])} | "
+            f"{c['pcs']:.2f} | "
             f"{c['specific']:.2f} |"
         )
     lines += [

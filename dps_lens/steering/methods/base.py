@@ -22,7 +22,7 @@ from dps_lens.data.example import PreferenceExample
 from dps_lens.data.prompts import PromptTemplate
 from dps_lens.errors import DpsLensError
 from dps_lens.heads import Head
-from dps_lens.interventions import HeadMask, get_ablation
+from dps_lens.interventions import Ablation, HeadDirections, HeadMask, get_ablation
 from dps_lens.plugins import load_plugins
 from dps_lens.steering.layer_contrast import LayerContrast
 from dps_lens.steering.rules import ContrastRule
@@ -30,7 +30,7 @@ from dps_lens.steering.rules import ContrastRule
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-Contrast = Literal["none", "heads", "profile", "layers"]
+Contrast = Literal["none", "heads", "profile", "layers", "edit"]
 MaskedRun = Literal["exact", "shared_prefill"]
 MASKED_RUNS: tuple[str, ...] = ("exact", "shared_prefill")
 HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
@@ -39,22 +39,25 @@ HeadsOrWeights = HeadMask | Tensor | Iterable[Sequence[int]]
 @dataclass(frozen=True)
 class Steering:
     """A decoding method ready to run. ``contrast``: none, the model with ``weights``' heads masked
-    (``heads``), the prompt without its profile (``profile``) or premature layers (``layers``).
+    (``heads``), the prompt without its profile (``profile``), premature layers (``layers``), or
+    no contrast but one run with ``weights``' heads edited by ``mode`` (``edit``).
     ``weights`` is ``[n_layers, n_heads]`` or one map per input ``[n_inputs, n_layers, n_heads]``
-    (per-user routing); ``means`` serves mean ablation."""
+    (per-user routing); ``mode`` is a registered ablation's name or a configured ``Ablation``;
+    ``means`` serves mean ablation. ``profile=False`` decodes the prompt without its profile."""
 
     name: str = "plain"
     contrast: Contrast = "none"
     rule: ContrastRule = field(default_factory=ContrastRule)
     weights: Float[Tensor, "*inputs n_layers n_heads"] | None = None
-    mode: str = "zero"
+    mode: str | Ablation = "zero"
     masked_run: MaskedRun = "exact"
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None
     template: PromptTemplate | None = None
     layers: LayerContrast | None = None  # contrast "layers" (DoLa): the premature candidates
+    profile: bool = True
 
     def __post_init__(self) -> None:
-        ablation = get_ablation(self.mode)
+        ablation = self.ablation
         if (self.contrast == "layers") != (self.layers is not None):
             raise DpsLensError(
                 f"method {self.name!r}: contrast 'layers' goes with a LayerContrast, and only it"
@@ -63,13 +66,30 @@ class Steering:
             raise DpsLensError(
                 f"unknown masked_run {self.masked_run!r}; use one of {', '.join(MASKED_RUNS)}"
             )
-        if self.contrast == "heads" and self.weights is None:
+        if self.intervenes and self.weights is None:
             raise DpsLensError(f"method {self.name!r} needs heads or a head weight map")
-        if ablation.needs_means and self.contrast == "heads" and self.means is None:
+        if ablation.needs_means and self.intervenes and self.means is None:
             raise DpsLensError(
-                f"mode={self.mode!r} needs reference means: pass "
+                f"mode={ablation.name!r} needs reference means: pass "
                 "means=dps_lens.interventions.reference_means(model, examples)"
             )
+        if not self.profile and self.contrast == "profile":
+            raise DpsLensError(f"method {self.name!r}: CAD's contrast needs the profile prompt")
+
+    @property
+    def ablation(self) -> Ablation:
+        """The configured intervention on ``weights``' heads."""
+        return get_ablation(self.mode)
+
+    @property
+    def intervenes(self) -> bool:
+        """Whether some run of this method has heads intervened on (``heads`` or ``edit``)."""
+        return self.contrast in ("heads", "edit")
+
+    @property
+    def reads_profile_span(self) -> bool:
+        """Whether decoding needs each prompt's profile span and decoded positions."""
+        return self.intervenes and self.ablation.needs_layout
 
     @property
     def heads(self) -> list[Head]:
@@ -79,8 +99,8 @@ class Steering:
 @dataclass(frozen=True)
 class SteeringContext:
     """What a method config is built with: the model, the preference heads (pairs, a mask or a
-    weight map), reference means, the inputs to decode (in order, for per-input routing) and the
-    discovery output they came from."""
+    weight map), reference means, the inputs to decode (in order, for per-input routing), the
+    discovery output they came from and the heads' profile directions."""
 
     model: TransformerBridge
     heads: HeadsOrWeights | None = None
@@ -88,6 +108,7 @@ class SteeringContext:
     examples: Sequence[PreferenceExample] | None = None
     source: Path | None = None
     k: int | None = None
+    directions: HeadDirections | None = None  # the head shift's (default: read beside source)
 
     def require_heads(self, method: str) -> HeadsOrWeights:
         heads = self.heads
@@ -119,6 +140,12 @@ class MethodConfig(ABC):
     def params(self) -> dict[str, Any]:
         """The parameters as a plain dict (what result files record)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        """The settings a study tunes this method over, weakest intervention first (so that a
+        tie goes to the weaker); ``[{}]``: the defaults alone."""
+        return [{}]
 
     @abstractmethod
     def build(self, context: SteeringContext) -> Steering:

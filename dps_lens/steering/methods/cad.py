@@ -4,6 +4,7 @@ profile against the prompt without it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dps_lens.checks import check_float
 from dps_lens.steering.methods.base import MethodConfig, Steering, SteeringContext, register_method
@@ -22,6 +23,10 @@ class CADConfig(MethodConfig):
     def __post_init__(self) -> None:
         check_float("alpha", self.alpha, low=0)
         check_float("beta", self.beta, low=0, high=1, low_open=True)
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        return [{"alpha": alpha} for alpha in (0.25, 0.5, 1.0)]
 
     def build(self, context: SteeringContext) -> Steering:
         return Steering(

@@ -4,6 +4,7 @@ premature layer of largest Jensen–Shannon divergence, chosen per step from a c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dps_lens.checks import check_float
 from dps_lens.steering.layer_contrast import LayerContrast, candidate_layers
@@ -24,6 +25,10 @@ class DoLaConfig(MethodConfig):
         check_float("plausibility", self.plausibility, low=0, high=1, low_open=True)
         if self.premature_layers not in ("low", "high"):
             candidate_layers(self.premature_layers, n_layers=10**6)  # syntax now, range at build
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        return [{"premature_layers": "high"}, {"premature_layers": "low"}]
 
     def build(self, context: SteeringContext) -> Steering:
         layers = candidate_layers(self.premature_layers, int(context.model.cfg.n_layers))

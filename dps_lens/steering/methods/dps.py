@@ -9,7 +9,7 @@ tokens only: the authors' shortcut), registered as its own method ``dps_shared_p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
@@ -51,6 +51,18 @@ class DPSConfig(MethodConfig):
         check_float("gamma_cap", self.gamma_cap, low=0)
         check_float("beta", self.beta, low=0, high=1, low_open=True)
         get_ablation(self.mode)
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        """γ ∈ {0.25, 0.5, 1} × {entropy-adaptive capped at γ, fixed} × β ∈ {0.1, off}: at each
+        γ the adaptive γ (never above its cap) and the plausibility constraint are weaker."""
+        return [
+            {"gamma_cap": g, "adaptive": True, "beta": beta} if adaptive
+            else {"gamma": g, "adaptive": False, "beta": beta}
+            for g in (0.25, 0.5, 1.0)
+            for adaptive in (True, False)
+            for beta in (0.1, None)
+        ]  # fmt: skip
 
     @property
     def ablation_mode(self) -> str | None:
