@@ -8,8 +8,11 @@ NLL at every ``hook_z`` from TransformerLens' ``cache_activation_and_gradient``,
 over the real positions: its ``attribution_patch`` entry point needs a token run of the same
 length as the target, which a zero ablation is not), and ours: ``exact``, ``racing`` (top K;
 ``racing+boundary`` with the boundary allocation), ``attribution``, ``attribution+graddrop`` and
-``hybrid`` (top 20 rescored exactly), and ``exact+bfloat16`` (the exact scan with the weights in
-bfloat16: its values against the float32 scan's, cell by cell).
+``hybrid`` (top 20 rescored exactly), ``exact+bfloat16`` (the exact scan with the weights in
+bfloat16: its values against the float32 scan's, cell by cell), and the prediction-powered races
+``ppi-racing`` (t-intervals with the union bound), ``ppi-racing+cs`` (the asymptotic confidence
+sequence) and ``ppi-racing+lucb`` (LUCB's allocation); a suffix ``+eps10`` adds an indifference
+zone of 10% of the K-th head's estimate.
 
 Each (case, method) runs in a fresh subprocess, so its wall time and peak RSS are its own. The
 parent compares the scores with the exact scan: max |value − exact| for the methods that compute
@@ -50,6 +53,8 @@ METHODS = (
     "hybrid",
     "tl-attribution",
     BFLOAT16,
+    "ppi-racing",
+    "ppi-racing+cs",
 )
 PEER = "tl-patch"  # TransformerLens' own patching: the measured peer
 EXACT_VALUED = (
@@ -58,6 +63,9 @@ EXACT_VALUED = (
     "racing+boundary",
     "hybrid",
     BFLOAT16,
+    "ppi-racing",
+    "ppi-racing+cs",
+    "ppi-racing+lucb",
 )  # values comparable cell by cell with exact
 HYBRID_TOP = 20
 BATCH_SIZE = 16
@@ -80,10 +88,12 @@ CASES = {
     "smollm2": Case(16, "chat", 192, 10),
     # The issue's size: 64 LaMP-7 examples; 144 tokens is the shortest limit that fits them all.
     "smollm2-64": Case(64, "chat", 144, 10),
+    # Prediction-powered racing's headline: attribution on all, exact cells where the race needs
+    "smollm2-256": Case(256, "chat", 144, 10),
     # Gemma 3 270M (base) on LaMP-4 at the LaMP study's full-size prompt limit
     "gemma3": Case(16, "history", 192, 10),
 }
-NEEDS = {"smollm2": SMOLLM2, "smollm2-64": SMOLLM2, "gemma3": GEMMA3}
+NEEDS = {"smollm2": SMOLLM2, "smollm2-64": SMOLLM2, "smollm2-256": SMOLLM2, "gemma3": GEMMA3}
 """The model each real-model case loads; a case whose model is missing is skipped."""
 
 
@@ -188,9 +198,30 @@ def tl_attribution_scores(model, examples, case: Case) -> torch.Tensor:
     return torch.cat(out).float().cpu()
 
 
+def scan_config(method: str, case: Case):
+    """The scan a method name stands for: ``base+variant+...`` (boundary, lucb, cs, graddrop,
+    eps10)."""
+    from dps_lens.scoring import ScanConfig
+
+    base, *variants = method.split("+")
+    allocation = next((v for v in variants if v in ("boundary", "lucb")), "uniform")
+    return ScanConfig(
+        method=base,
+        graddrop="graddrop" in variants,
+        race_allocation=allocation,  # pyright: ignore[reportArgumentType]
+        bounds="asymptotic-cs" if "cs" in variants else "t-union",
+        epsilon="10%" if "eps10" in variants else "0",
+        batch_size=BATCH_SIZE,
+        template=case.template,
+        max_length=case.max_length,
+        hybrid_top=HYBRID_TOP,
+        k=case.k,
+    )
+
+
 def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     """Child process: time one method on one case, save its per-example scores."""
-    from dps_lens.scoring import ScanConfig, score_heads
+    from dps_lens.scoring import score_heads
 
     case = case_of(name, n_examples)
     model, examples = setup(name, case.n_examples, "bfloat16" if method == BFLOAT16 else "float32")
@@ -200,17 +231,7 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
     elif method == "tl-attribution":
         scores = tl_attribution_scores(model, examples, case)
     else:
-        base, _, variant = method.partition("+")
-        config = ScanConfig(
-            method=base,
-            graddrop=variant == "graddrop",
-            race_allocation="boundary" if variant == "boundary" else "uniform",
-            batch_size=BATCH_SIZE,
-            template=case.template,
-            max_length=case.max_length,
-            hybrid_top=HYBRID_TOP,
-            k=case.k,
-        )
+        config = scan_config(method, case)
         # Checkpointed and locked: a run cut short resumes, and ``seconds`` is the scan's
         # compute time summed over the runs that made it.
         checkpoint = out / f"{name}-{n_examples}-{method}.checkpoint"
@@ -219,6 +240,8 @@ def run_one(name: str, method: str, n_examples: int, out: Path) -> None:
         scores, started = result.per_example, time.perf_counter() - result.config["seconds"]
         if result.status is not None:
             torch.save(result.status, out / f"{name}-{n_examples}-{method}.status.pt")
+        if result.predictions is not None:
+            torch.save(result.predictions, out / f"{name}-{n_examples}-{method}.predictions.pt")
     seconds = time.perf_counter() - started
     torch.save(scores, out / f"{name}-{n_examples}-{method}.pt")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -277,16 +300,22 @@ def compare(method: str, scores: dict[str, torch.Tensor], k: int) -> dict:
     }
 
 
-def racing_decisions(status: torch.Tensor, exact: torch.Tensor, k: int) -> dict:
-    """Racing's decisions (``status``, layers × heads) against the exact scan's top K
+def racing_decisions(
+    status: torch.Tensor,
+    exact: torch.Tensor,
+    k: int,
+    method: str = "racing",
+    predictions: torch.Tensor | None = None,
+) -> dict:
+    """A race's decisions (``status``, layers × heads) against the exact scan's top K
     (``exact``, examples × layers × heads): head counts per status, whether the exact top K
     holds every head decided in and no head decided out (the race's guarantee, checked), and the
-    fewest evaluations any race with the same intervals and rounds could reach on these values."""
-    from dps_lens.scoring import ScanConfig
+    fewest evaluations any race with the same bounds (and attribution's ``predictions``, for a
+    prediction-powered race) and rounds could reach on these values."""
     from dps_lens.scoring.head_scores import IN, STATUS_NAMES, UNDECIDED
     from dps_lens.scoring.racing import fewest_race_evaluations
 
-    race = ScanConfig(method="racing", k=k)  # the benchmark races with the default settings
+    race = scan_config(method, Case(exact.shape[0], "history", None, k))  # the race's settings
     flat = status.flatten()
     decided_in = set(torch.nonzero(flat == IN).flatten().tolist())
     undecided = set(torch.nonzero(flat == UNDECIDED).flatten().tolist())
@@ -295,7 +324,7 @@ def racing_decisions(status: torch.Tensor, exact: torch.Tensor, k: int) -> dict:
         "status": {name: int((flat == code).sum()) for code, name in STATUS_NAMES.items()},
         "consistent": decided_in <= reference <= decided_in | undecided,
         "fewest_evaluations": fewest_race_evaluations(
-            exact, k, race.delta, race.round_size, race.seed
+            exact, k, race.delta, race.round_size, race.seed, race.bounds, predictions
         ),
     }
 
@@ -408,11 +437,15 @@ def main() -> None:
             scores = {m: torch.load(work / f"{name}-{case.n_examples}-{m}.pt") for m in methods}
             for method in methods:
                 status_file = work / f"{name}-{case.n_examples}-{method}.status.pt"
+                predicted = work / f"{name}-{case.n_examples}-{method}.predictions.pt"
+                predictions = torch.load(predicted) if predicted.exists() else None
                 decisions = (
-                    {"racing": racing_decisions(torch.load(status_file), scores["exact"], case.k)}
+                    {"racing": racing_decisions(
+                        torch.load(status_file), scores["exact"], case.k, method, predictions
+                    )}
                     if status_file.exists()
                     else {}
-                )
+                )  # fmt: skip
                 if method in ("exact", BFLOAT16):
                     n_heads = scores[method].shape[-1]
                     best = ranking(scores[method].mean(0), case.k)

@@ -70,6 +70,18 @@ def _audit(report: dict[str, Any]) -> str:
     return audit_markdown(report)
 
 
+def _leaderboard(report: dict[str, Any]) -> str:
+    from dps_lens.studies.leaderboard import leaderboard_markdown
+
+    return leaderboard_markdown(report)
+
+
+def _leaderboard_comparison(report: dict[str, Any]) -> str:
+    from dps_lens.studies.leaderboard_compare import compare_markdown
+
+    return compare_markdown(report)
+
+
 def _ranked(rows: list[dict[str, Any]]) -> str:
     from dps_lens.scoring.head_scores import ranked_markdown
 
@@ -92,6 +104,10 @@ def _renderer(report: Any) -> Callable[[Any], str]:
         return _lamp_comparison
     if "rows" in report and "profile_benefit" in report:
         return _audit
+    if "tuning" in report and "chosen" in report:
+        return _leaderboard
+    if "tally" in report and "above_plain" in report:
+        return _leaderboard_comparison
     raise AssertionError(f"no known renderer for a result with keys {sorted(report)}")
 
 

@@ -15,7 +15,8 @@ from dps_lens.organism.world import World
 from dps_lens.plots import pcs_heatmap
 from dps_lens.scoring import HeadScores, ScanConfig, fewest_race_evaluations, score_heads
 from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
-from dps_lens.scoring.racing import bounds, decide, race_rounds
+from dps_lens.scoring.race_bounds import t_bounds as bounds
+from dps_lens.scoring.racing import decide, race_rounds
 from tests.helpers import discover_args, interrupted_scan
 
 PLANTED = {(1, 1), (1, 3), (2, 2)}

@@ -231,5 +231,7 @@ def test_a_cache_the_bridge_leaves_empty_is_an_error_not_a_wrong_answer(tiny_lla
     from transformers.cache_utils import DynamicLayer
 
     monkeypatch.setattr(DynamicLayer, "update", lambda self, k, v, *a, **kw: (k, v))
-    with pytest.raises(DpsLensError, match=r"holds 0 of \d+ positions.*a release dps-lens supports"):
+    with pytest.raises(
+        DpsLensError, match=r"holds 0 of \d+ positions.*a release dps-lens supports"
+    ):
         generate(tiny_llama, PROMPTS[:1], max_new_tokens=2)

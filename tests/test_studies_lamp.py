@@ -87,6 +87,8 @@ def test_users_are_sampled_whole_and_bad_settings_refused():
     for select in ("pcs", "specific"):  # both races take the study's racing settings
         scan = boundary.scan(select)
         assert (scan.race_allocation, scan.round_size, scan.select) == ("boundary", 4, select)
+    powered = LampStudyConfig(discovery="ppi-racing").scan("specific")
+    assert (powered.method, powered.contrast) == ("ppi-racing", "no-profile")
 
 
 def _lamp_file(tmp_path, n_users=16):
@@ -272,8 +274,7 @@ def test_lamp_compare_pairs_the_runs_of_each_model(tmp_path, capsys):
                  str(tmp_path / "a7" / "report.json"), "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert (
-        err
-        == "error: two reports are both 'A · fp32 · lamp7 · 8/6 users' (model, task, users and "
+        err == "error: two reports are both 'A · fp32 · lamp7 · 8/6 users' (model, task, users and "
         "dtype); pass each run once"
     )
 

@@ -132,3 +132,69 @@ def test_the_leaderboard_refuses_a_study_of_other_users_or_settings(tmp_path, ca
     assert "other discovery examples" in one_error_line(capsys)
     assert main([*args, "--max-length", "80"]) == 2
     assert "template and length limit" in one_error_line(capsys)
+
+
+def _estimate(value: float, half: float = 0.01) -> dict:
+    return {"value": value, "low": value - half, "high": value + half, "n": 40}
+
+
+def _board(model: str, task: str, dps: float, emphasis: float, random: float) -> dict:
+    def row(method, vs_plain, vs_random=None):
+        verdict_of = lambda e: "above" if e["low"] > 0 else "below" if e["high"] < 0 else "level"  # noqa: E731
+        out = {"method": method, "setting": method, "vs_plain": vs_plain,
+               "verdict_plain": None if method == "plain" else verdict_of(vs_plain),
+               "vs_no_profile": _estimate(0.0), "lift_vs_plain": _estimate(0.02),
+               "lift": _estimate(0.1), "coherence_ppl": _estimate(2.0), "ms_per_token": 10.0}  # fmt: skip
+        if vs_random is not None:
+            out |= {"vs_random": vs_random, "verdict_random": verdict_of(vs_random),
+                    "random_vs_plain": [_estimate(random)] * 2}  # fmt: skip
+        return out
+
+    return {
+        "model": f"m/{model}", "model_name": model, "dtype": "bfloat16", "task": task,
+        "metric": "rouge1", "n_evaluation": 40, "tuning": [], "seconds": {"tuning": 1.0},
+        "profile": {"benefit": _estimate(-0.05), "gold_lift": _estimate(0.1)},
+        "rows": [row("plain", _estimate(0.0, 0.0)), row("dps", _estimate(dps), _estimate(dps - random)),
+                 row("attention_emphasis", _estimate(emphasis), _estimate(emphasis - random))],
+    }  # fmt: skip
+
+
+def test_the_comparison_tallies_verdicts_and_answers_the_questions():
+    from dps_lens.studies.leaderboard_compare import compare_leaderboards, compare_markdown
+
+    reports = [_board("A", "lamp7", -0.05, 0.03, 0.0), _board("B", "lamp4", -0.02, 0.0, -0.04)]
+    comparison = compare_leaderboards(reports)
+    assert comparison["tally"]["dps"]["plain"] == {"above": 0, "level": 0, "below": 2}
+    assert comparison["tally"]["dps"]["random"] == {"above": 1, "level": 0, "below": 1}
+    assert [e["method"] for e in comparison["above_plain"]] == ["attention_emphasis"]
+    assert {(e["method"], e["run"]) for e in comparison["above_random"]} == {
+        ("attention_emphasis", "A · bf16 · lamp7"), ("attention_emphasis", "B · bf16 · lamp4"),
+        ("dps", "B · bf16 · lamp4"),
+    }  # fmt: skip
+    text = compare_markdown(comparison)
+    assert (
+        "Methods above plain on held-out users: attention_emphasis (attention_emphasis) on A · bf16 · lamp7."
+        in text
+    )
+    assert "| dps | 0 / 0 / 2 | 1 / 0 / 1 |" in text
+    with pytest.raises(DpsLensError, match="pass each run once"):
+        compare_leaderboards([reports[0], reports[0]])
+
+
+def test_the_leaderboard_figures_build_from_the_runs(tmp_path):
+    from dps_lens.figures import build_study, load_study
+
+    for name, report in {"a": _board("A", "lamp7", -0.05, 0.03, 0.0),
+                         "b": _board("B", "lamp4", -0.02, 0.0, -0.04)}.items():  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "leaderboard.json").write_text(json.dumps(report))
+    study = tmp_path / "board.toml"
+    study.write_text(
+        'name = "board"\nroot = "."\n[inputs]\na = "a/leaderboard.json"\nb = "b/leaderboard.json"\n'
+        '[[figure]]\nname = "dots"\nkind = "leaderboard"\nreports = ["a", "b"]\ncolumns = 2\n'
+        '[[figure]]\nname = "scatter"\nkind = "lift_gain"\nreports = ["a", "b"]\n'
+    )
+    built = build_study(load_study(study), static=False, progress=False)
+    html = (tmp_path / "figures" / "board" / "dots.html").read_text()
+    assert len(built) == 2 and json.dumps("A · bf16 · lamp7")[1:-1] in html  # as JSON
+    assert "random heads" in html

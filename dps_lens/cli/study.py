@@ -205,3 +205,39 @@ def run_lamp_compare(config: LampCompareOptions, namespace: argparse.Namespace) 
     with claim_output(config.out):
         atomic_write_report(config.out, "compare", comparison, text)
     print(text, end="")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaderboardCompareOptions:
+    # leaderboard output folders (or their leaderboard.json), one per (model, task) run
+    reports: list[Path] = field(default_factory=list, nargs="+")
+    out: Path = Path("runs/leaderboard-compare")  # where compare.json and compare.md are written
+
+
+@command(
+    "study",
+    "leaderboard-compare",
+    help="leaderboard runs side by side: verdicts per method and run, their tally, the answers",
+    examples=(
+        "dps-lens study leaderboard-compare --reports results/leaderboard/smollm2-lamp7 "
+        "results/leaderboard/gemma3-lamp7 --out results/leaderboard/compare",
+    ),
+    config=LeaderboardCompareOptions,
+)
+def run_leaderboard_compare(
+    config: LeaderboardCompareOptions, namespace: argparse.Namespace
+) -> None:
+    from dps_lens._io import atomic_write_report
+    from dps_lens.studies.leaderboard_compare import (
+        compare_leaderboards,
+        compare_markdown,
+        read_leaderboard,
+    )
+
+    if not config.reports:
+        raise DpsLensError("study leaderboard-compare needs --reports with one or more run folders")
+    comparison = compare_leaderboards([read_leaderboard(path) for path in config.reports])
+    text = compare_markdown(comparison)
+    with claim_output(config.out):
+        atomic_write_report(config.out, "compare", comparison, text)
+    print(text, end="")

@@ -266,6 +266,29 @@ def _audit(inputs: Inputs, spec: FigureSpec) -> Figure:
     return plots.audit_dots(report, spec.options.get("title"))
 
 
+def _leaderboards(inputs: Inputs, spec: FigureSpec) -> dict[str, dict[str, Any]]:
+    """The runs named by option ``reports`` (leaderboard.json inputs), by their labels."""
+    from dps_lens.studies.leaderboard_compare import read_leaderboard, run_label
+
+    names = spec.options.get("reports")
+    if not isinstance(names, list) or not names:
+        raise DataFormatError(
+            f"figure {spec.name!r}: option `reports` must list study inputs (leaderboard.json)"
+        )
+    reports = [inputs.read(inputs.named(spec, "reports", name), read_leaderboard) for name in names]
+    return {run_label(report): report for report in reports}
+
+
+def _leaderboard(inputs: Inputs, spec: FigureSpec) -> Figure:
+    return plots.leaderboard_dots(
+        _leaderboards(inputs, spec), int(spec.options.get("columns", 3)), spec.options.get("title")
+    )
+
+
+def _lift_gain(inputs: Inputs, spec: FigureSpec) -> Figure:
+    return plots.lift_against_gain(_leaderboards(inputs, spec), spec.options.get("title"))
+
+
 VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only
 BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "pcs_heatmap": _pcs_heatmap,
@@ -283,4 +306,6 @@ BUILDERS: dict[str, Callable[[Inputs, FigureSpec], Figure]] = {
     "profile_attention": _profile_attention,
     "profile_attention_scatter": _profile_attention_scatter,
     "audit": _audit,
+    "leaderboard": _leaderboard,
+    "lift_gain": _lift_gain,
 }

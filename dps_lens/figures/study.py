@@ -73,6 +73,8 @@ FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {
     "profile_attention": ("attention", "title"),
     "profile_attention_scatter": ("attention", "scores", "k", "title"),
     "audit": ("report", "title"),
+    "leaderboard": ("reports", "columns", "title"),
+    "lift_gain": ("reports", "title"),
     "depth_profile": ("reports", "select", "title"),
 }
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

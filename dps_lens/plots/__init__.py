@@ -3,6 +3,7 @@
 from dps_lens.plots.audit import audit_dots, profile_attention_heatmap, profile_attention_scatter
 from dps_lens.plots.depth import depth_profiles
 from dps_lens.plots.heads import head_mask_maps, pcs_grid, pcs_heatmap
+from dps_lens.plots.leaderboard import leaderboard_dots, lift_against_gain
 from dps_lens.plots.sets import jaccard_across_k, jaccard_heatmap, overlap_vs_k
 from dps_lens.plots.specificity import specificity_scatter
 from dps_lens.plots.style import styled, write_html
@@ -16,6 +17,8 @@ __all__ = [
     "jaccard_across_k",
     "jaccard_heatmap",
     "k_sweep",
+    "leaderboard_dots",
+    "lift_against_gain",
     "method_comparison",
     "metric_curve",
     "overlap_vs_k",

@@ -34,7 +34,8 @@ def integer_ticks(figure: go.Figure, n_layers: int, n_heads: int) -> None:
 
 
 def _heatmap(scores: HeadScores, limit: float, show_scale: bool) -> go.Heatmap:
-    """The heatmap trace; hover: CI, s.e., the head's own n and (racing) its status."""
+    """The heatmap trace; hover: CI, s.e., the head's own n, (racing) its status and
+    (ppi-racing) its prediction-powered estimate with λ and the examples attribution scored."""
     status = (
         np.vectorize(lambda code: f", {STATUS_NAMES.get(int(code), 'not raced')}")(
             scores.status.numpy()
@@ -42,6 +43,16 @@ def _heatmap(scores: HeadScores, limit: float, show_scale: bool) -> go.Heatmap:
         if scores.status is not None
         else np.full(scores.mean.shape, "")
     )
+    ppi = scores.ppi("pcs")
+    if ppi is not None:
+        low, high = ppi.interval(0.05, student=True)
+        status = status.astype(object)
+        for index in np.ndindex(*scores.mean.shape):
+            status[index] += (
+                f"<br>PPI {float(ppi.estimate[index]):.4f} [{float(low[index]):.4f}, "
+                f"{float(high[index]):.4f}], λ {float(ppi.lam[index]):.2f}, "
+                f"N = {ppi.n_predicted} predicted"
+            )
     numbers = [scores.ci_low, scores.ci_high, scores.stderr, scores.summary.n.float()]
     custom = np.stack([values.numpy() for values in numbers], axis=-1)
     return go.Heatmap(

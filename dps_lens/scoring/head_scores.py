@@ -25,6 +25,7 @@ from dps_lens._io import atomic_write, atomic_write_json, atomic_write_text
 from dps_lens.data.example import ExampleRef
 from dps_lens.errors import DataFormatError, DpsLensError
 from dps_lens.heads import Head, head_name
+from dps_lens.scoring.ppi import PPIEstimate, ppi_mean
 from dps_lens.scoring.stats import ScoreSummary, summarize
 
 TENSORS_FILE = "scores.safetensors"
@@ -98,6 +99,11 @@ class HeadScores:
     config: dict[str, Any] = field(default_factory=dict)
     no_profile: Float[Tensor, "n_examples n_layers n_heads"] | None = None
     status: Int[Tensor, "n_layers n_heads"] | None = None
+    # racing: every head's bounds at its latest look, [low, high]
+    race_bounds: Float[Tensor, "2 n_layers n_heads"] | None = None
+    # ppi-racing: attribution's estimate of every cell (with the profile, and without it)
+    predictions: Float[Tensor, "n_examples n_layers n_heads"] | None = None
+    predictions_no_profile: Float[Tensor, "n_examples n_layers n_heads"] | None = None
     summary: ScoreSummary = field(init=False)
     summary_no_profile: ScoreSummary | None = field(init=False)
     summary_delta: ScoreSummary | None = field(init=False)
@@ -108,8 +114,10 @@ class HeadScores:
                 f"per_example must be [n_examples, n_layers, n_heads] with one id per example, got "
                 f"{tuple(self.per_example.shape)} and {len(self.example_ids)} ids"
             )
-        if self.no_profile is not None and self.no_profile.shape != self.per_example.shape:
-            raise DpsLensError("no_profile must have the shape of per_example")
+        for name in ("no_profile", "predictions", "predictions_no_profile"):
+            value = getattr(self, name)
+            if value is not None and value.shape != self.per_example.shape:
+                raise DpsLensError(f"{name} must have the shape of per_example")
         self.summary = self._summarize(self.per_example)
         self.summary_no_profile = self.summary_delta = None
         if self.no_profile is not None:
@@ -169,6 +177,18 @@ class HeadScores:
             )
         return self.summary_delta
 
+    def ppi(self, by: Select | None = None) -> PPIEstimate | None:
+        """The prediction-powered estimate of every head (ppi-racing): the PPI++ mean of its exact
+        cells rectifying attribution's predictions of all examples (ΔPCS with ``specific``)."""
+        if self.predictions is None:
+            return None
+        exact, predictions = self.per_example, self.predictions
+        if (by or self.default_select) == "specific":
+            if self.no_profile is None or self.predictions_no_profile is None:
+                raise DpsLensError("ΔPCS needs a scan with the no-profile contrast")
+            exact, predictions = exact - self.no_profile, predictions - self.predictions_no_profile
+        return ppi_mean(exact, predictions, ddof=1)
+
     def ranked(self, by: Select | None = None) -> list[dict[str, Any]]:
         """Scored heads, best first by ``by`` (``pcs``, or ``specific``: ΔPCS; default: what the
         scan selected by): rank, layer, head, pcs, stderr, ci_low, ci_high, n, and with the
@@ -177,6 +197,8 @@ class HeadScores:
         status = self.status
         if status is not None:  # racing: heads that went out rank below every contender
             order.sort(key=lambda h: int(status[h]) == OUT)
+        ppi = self.ppi(by)
+        ppi_low, ppi_high = ppi.interval(0.05, student=True) if ppi is not None else (None, None)
         rows = []
         for layer, head in order:
             row: dict[str, Any] = {"rank": len(rows) + 1, "layer": layer, "head": head}
@@ -184,6 +206,17 @@ class HeadScores:
             if self.summary_no_profile is not None and self.summary_delta is not None:
                 row.update(_row(self.summary_no_profile, layer, head, "pcs_no_profile"))
                 row.update(_row(self.summary_delta, layer, head, "delta"))
+            if ppi is not None and ppi_low is not None and ppi_high is not None:
+                row |= {
+                    "n_predicted": ppi.n_predicted,
+                    "lambda": float(ppi.lam[layer, head]),
+                    "ppi": float(ppi.estimate[layer, head]),
+                    "ppi_ci_low": float(ppi_low[layer, head]),
+                    "ppi_ci_high": float(ppi_high[layer, head]),
+                }
+            if self.race_bounds is not None:
+                row["race_low"] = float(self.race_bounds[0, layer, head])
+                row["race_high"] = float(self.race_bounds[1, layer, head])
             if self.status is not None:
                 row["status"] = STATUS_NAMES.get(int(self.status[layer, head]), "not raced")
             rows.append(row)
@@ -243,8 +276,10 @@ class HeadScores:
         for prefix, summary in summaries.items():
             if summary is not None:
                 tensors.update({prefix + name: getattr(summary, name) for name in SUMMARY_FIELDS})
-        if self.no_profile is not None:
-            tensors["no_profile"] = self.no_profile.contiguous()
+        for name in ("no_profile", "race_bounds", "predictions", "predictions_no_profile"):
+            value = getattr(self, name)
+            if value is not None:
+                tensors[name] = value.contiguous()
         if self.status is not None:
             tensors["status"] = self.status
         return tensors
@@ -333,6 +368,9 @@ class HeadScores:
             config,
         )
         scores.no_profile, scores.status = tensors.get("no_profile"), tensors.get("status")
+        scores.race_bounds = tensors.get("race_bounds")
+        scores.predictions = tensors.get("predictions")
+        scores.predictions_no_profile = tensors.get("predictions_no_profile")
         has_contrast = scores.no_profile is not None
         scores.summary = _saved_summary(tensors, "")
         scores.summary_no_profile = _saved_summary(tensors, "no_profile_") if has_contrast else None
@@ -366,7 +404,9 @@ def _check_saved(tensors: dict[str, Tensor], n_ids: int, directory: Path) -> Non
             f"{tuple(per_example.shape)}, not [examples, layers, heads]); rerun dps-lens discover"
         )
     n, layers_heads = per_example.shape[0], tuple(per_example.shape[1:])
-    expected = {"clean_loss": (n,), "no_profile": tuple(per_example.shape), "status": layers_heads}
+    expected = {"clean_loss": (n,), "no_profile": tuple(per_example.shape), "status": layers_heads,
+                "race_bounds": (2, *layers_heads), "predictions": tuple(per_example.shape),
+                "predictions_no_profile": tuple(per_example.shape)}  # fmt: skip
     prefixes = ["", "no_profile_", "delta_"] if "no_profile" in tensors else [""]
     expected.update({prefix + name: layers_heads for prefix in prefixes for name in SUMMARY_FIELDS})
     problems = [

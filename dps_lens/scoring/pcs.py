@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from dps_lens.scoring import planners, racing  # noqa: F401  (register the built
 from dps_lens.scoring.checkpoint import CHECKPOINT_META, ScanCheckpoint, check_finite
 from dps_lens.scoring.head_scores import HeadScores
 from dps_lens.scoring.loss import forward_nll
-from dps_lens.scoring.scan import SCAN_METHODS, ScanConfig, ScanState
+from dps_lens.scoring.scan import PREDICTED_METHODS, SCAN_METHODS, ScanConfig, ScanState
 from dps_lens.scoring.units import reference_batches
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def _absorb_earlier(
         "max_length": config.max_length,
     }
     theirs = {name: earlier.config.get(name) for name in settings}
-    ablations = ("exact", "racing")  # cells that are ablation values, the same in both scans
+    ablations = ("exact", "racing", *PREDICTED_METHODS)  # cells that are ablation values
     if config.method not in ablations or earlier.config.get("method") not in ablations:
         raise DpsLensError(
             f"only exact or racing scans share cells, not {earlier.config.get('method')!r} "
@@ -189,6 +190,19 @@ def score_heads(
         raise DpsLensError("no examples to score: the profile set is empty")
     if config.method == "hybrid":
         return _hybrid(model, examples, config, template, checkpoint_dir, progress)
+    predicted = None
+    if config.method in PREDICTED_METHODS:
+        if config.round_size > len(examples):
+            raise DpsLensError(
+                f"{config.method} needs at least one round of {config.round_size} examples, got "
+                f"{len(examples)}: lower --round-size or score more examples"
+            )
+        directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        predicted = score_heads(
+            model, examples, replace(config, method="attribution"), template,
+            directory / "attribution" if directory else None, progress,
+        )  # fmt: skip
+        checkpoint_dir = directory / "exact" if directory else None
     template = template or get_template(config.template)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     heads = list(config.heads) if config.heads is not None else all_heads(n_layers, n_heads)
@@ -248,9 +262,15 @@ def score_heads(
         checkpoint.save()
     share()
     status = torch.full((n_layers, n_heads), -1, dtype=torch.int8)
+    predictions = None
+    if predicted is not None:
+        predictions = predicted.per_example
+        if predicted.no_profile is not None:
+            predictions = torch.cat([predictions, predicted.no_profile])
     state = ScanState(
         model, examples, encoder, encoded, heads, order, config, pad_id, means, checkpoint, status,
-        share,
+        share, predictions, torch.full((n_layers, n_heads), math.nan),
+        torch.full((n_layers, n_heads), math.nan),
     )  # fmt: skip
     n_cells = len(order) * len(heads)
     resumed = int(checkpoint.done.sum())
@@ -290,17 +310,18 @@ def score_heads(
     checkpoint.save()
     n = len(examples)
     per_example = checkpoint.per_example.clone()
+    raced = config.method in ("racing", *PREDICTED_METHODS)
+    seconds = checkpoint.seconds + (float(predicted.config["seconds"]) if predicted else 0.0)
     return HeadScores(
         per_example=per_example[:n],
         clean_loss=checkpoint.clean_loss[:n].clone(),
         model_id=str(model.cfg.model_name),
         data_hash=digest,
         example_ids=ExampleRef.of(examples),
-        config={
-            **config.as_dict(),
-            "template": template.name,
-            "seconds": round(checkpoint.seconds, 3),
-        },
+        config={**config.as_dict(), "template": template.name, "seconds": round(seconds, 3)},
         no_profile=per_example[n:] if config.contrast == "no-profile" else None,
-        status=status if config.method == "racing" else None,
+        status=status if raced else None,
+        race_bounds=torch.stack([state.race_low, state.race_high]) if raced else None,
+        predictions=predicted.per_example if predicted is not None else None,
+        predictions_no_profile=predicted.no_profile if predicted is not None else None,
     )

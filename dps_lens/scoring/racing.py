@@ -12,9 +12,16 @@ heads that went out keep the examples they had.
 
 The guarantee: with probability at least ``1 − delta`` no head is put in or out wrongly, when the
 per-example values of a head are independent draws (examples sampled at random) whose mean is close
-to normal. The intervals are Student-t intervals at level ``1 − delta / (H · R)`` for ``H`` raced
-heads and ``R`` rounds (a union bound over every look at every head), so they stay valid however
-many times the race looks at the data.
+to normal. The bounds are ``race_bounds`` (``ScanConfig.bounds``): Student-t intervals at level
+``1 − delta / (H · R)`` for ``H`` raced heads and ``R`` rounds (a union bound over every look at
+every head), or an asymptotic confidence sequence valid at every look at level ``1 − delta / H``.
+
+``ppi-racing`` races the same way on prediction-powered estimates: attribution scores every head
+on every example first (``predictions``), and each look's estimate of a head is the PPI++ mean of
+its exact cells rectifying those predictions (``dps_lens.scoring.ppi``), unbiased whatever
+attribution's bias and narrower when attribution tracks the exact effect. With an indifference
+zone ``epsilon`` (nats, or a share of the K-th head's estimate: ``"10%"``) a head may be called in
+when it is within ``epsilon`` of the K-th (the (ε, δ)-PAC top K).
 """
 
 from __future__ import annotations
@@ -25,12 +32,12 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from jaxtyping import Float, Int
-from scipy.stats import t as student_t
 from torch import Tensor
 
 from dps_lens.heads import Head
 from dps_lens.scoring.head_scores import IN, OUT, UNDECIDED
 from dps_lens.scoring.planners import exact_cells_work
+from dps_lens.scoring.race_bounds import race_bounds
 from dps_lens.scoring.scan import ScanState, Work, register_scan_method
 
 
@@ -64,27 +71,12 @@ def ranked_values(state: ScanState) -> Float[Tensor, "n_examples n_layers n_head
     return values[:n]
 
 
-def bounds(
-    values: Float[Tensor, "n_seen n_layers n_heads"], level: float
-) -> tuple[Float[Tensor, "n_layers n_heads"], Float[Tensor, "n_layers n_heads"]]:
-    """Two-sided Student-t bounds at confidence ``level`` of each head's mean over the examples
-    it was scored on (non-NaN); ``±inf`` where a head has fewer than two."""
-    scored = ~torch.isnan(values)
-    n = scored.sum(0)
-    mean = values.nan_to_num(0.0).sum(0) / n.clamp_min(1)
-    squares = ((values - mean).nan_to_num(0.0) ** 2).sum(0)
-    sd = (squares / (n - 1).clamp_min(1)).sqrt()
-    quantile = torch.tensor(
-        [student_t.ppf(0.5 + level / 2, df=max(int(m) - 1, 1)) for m in n.flatten()],
-        dtype=values.dtype,
-    ).reshape(n.shape)
-    half = quantile * sd / n.clamp_min(1).sqrt()
-    half = torch.where(n >= 2, half, torch.full_like(half, math.inf))
-    return mean - half, mean + half
-
-
-def decide(status: dict[Head, int], low: Tensor, high: Tensor, k: int) -> None:
-    """Put undecided heads in or out of the top ``k`` where the bounds of all raced heads allow."""
+def decide(
+    status: dict[Head, int], low: Tensor, high: Tensor, k: int, epsilon: float = 0.0
+) -> None:
+    """Put undecided heads in or out of the top ``k`` where the bounds of all raced heads allow:
+    out when its upper bound is below the K-th largest lower bound (plus ``epsilon``), in when its
+    lower bound is above the (K+1)-th largest upper bound (minus ``epsilon``)."""
     heads = list(status)
     if len(heads) <= k:
         status.update(dict.fromkeys(heads, IN))
@@ -95,9 +87,9 @@ def decide(status: dict[Head, int], low: Tensor, high: Tensor, k: int) -> None:
     for head in heads:
         if status[head] != UNDECIDED:
             continue
-        if float(high[head]) < kth_low:
+        if float(high[head]) < kth_low + epsilon:
             status[head] = OUT
-        elif float(low[head]) > next_high:
+        elif float(low[head]) > next_high - epsilon:
             status[head] = IN
 
 
@@ -107,24 +99,63 @@ def fewest_race_evaluations(
     delta: float,
     round_size: int,
     seed: int = 0,
+    bounds: str = "t-union",
+    predictions: Float[Tensor, "n_examples n_layers n_heads"] | None = None,
 ) -> int:
     """A floor on what racing can save on a full exact scan's per-example ``values``: the fewest
-    head × example evaluations any race could reach with racing's intervals, example order and
-    rounds, however it allocated the rounds to heads. No head can go out before its upper bound
-    falls below the K-th largest lower bound that any head reaches at any round, and contenders
-    cost every example; so head ``h`` costs at least the examples seen at the first round where
-    that happens (every example if it never does)."""
+    head × example evaluations any race could reach with these ``bounds`` (and, for
+    ``ppi-racing``, attribution's ``predictions`` of every example), example order and rounds,
+    however it allocated the rounds to heads. No head can go out before its upper bound falls
+    below the K-th largest lower bound that any head reaches at any round, and contenders cost
+    every example; so head ``h`` costs at least the examples seen at the first round where that
+    happens (every example if it never does)."""
     n, n_heads = values.shape[0], values[0].numel()
     rounds = race_rounds(n, round_size, seed)
-    level = 1 - delta / (n_heads * len(rounds))
     order, seen = race_looks(rounds)
-    looks = [bounds(values[order[:m]], level) for m in seen]
+    chosen = race_bounds(bounds)
+
+    def look(m: int) -> tuple[Tensor, Tensor]:
+        partial = torch.full_like(values, math.nan)
+        partial[order[:m]] = values[order[:m]]
+        return chosen.bounds(
+            partial, predictions, delta, n_heads, len(rounds), race_t_opt(n, round_size)
+        )
+
+    looks = [look(m) for m in seen]
     best_low = torch.stack([low for low, _ in looks]).amax(0).flatten()
     kth_low = best_low.topk(min(k, n_heads)).values[-1]
     cost = torch.full_like(best_low, n, dtype=torch.long)
     for m, (_, high) in reversed(list(zip(seen, looks, strict=True))):
         cost = torch.where(high.flatten() < kth_low, m, cost)
     return int(cost.sum())
+
+
+def allocate(
+    allocation: str, waiting: list[Head], status: dict[Head, int], low: Tensor, high: Tensor, k: int
+) -> list[Head]:
+    """The undecided heads that get the next round: all (``uniform``), the ``k`` with the highest
+    upper bounds (``boundary``), or LUCB's pair (``lucb``): among the current top ``k`` by
+    estimate the one of lowest lower bound, and among the rest the one of highest upper bound."""
+    if allocation == "uniform" or not waiting:
+        return waiting
+    if allocation == "boundary":
+        return sorted(waiting, key=lambda h: float(high[h]), reverse=True)[:k]
+    estimate = {h: float(low[h] + high[h]) / 2 for h in status}
+    top = set(sorted(status, key=estimate.__getitem__, reverse=True)[:k])
+    inside = [h for h in waiting if h in top]
+    outside = [h for h in waiting if h not in top]
+    pair = []
+    if inside:
+        pair.append(min(inside, key=lambda h: float(low[h])))
+    if outside:
+        pair.append(max(outside, key=lambda h: float(high[h])))
+    return pair
+
+
+def record_bounds(state: ScanState, low: Tensor, high: Tensor) -> None:
+    """Keep the latest bounds of every raced head in ``state`` (saved with the scores)."""
+    state.race_low.copy_(low.float().nan_to_num(nan=math.nan))
+    state.race_high.copy_(high.float().nan_to_num(nan=math.nan))
 
 
 def seen_values(
@@ -137,6 +168,23 @@ def seen_values(
     return values.where(looked, torch.full_like(values, math.nan))
 
 
+def race_t_opt(n_examples: int, round_size: int) -> float:
+    """Where a race's confidence sequence is tightest: between the first round and all examples
+    (their geometric mean), where most heads are decided."""
+    return math.sqrt(round_size * n_examples)
+
+
+def ppi_predictions(state: ScanState) -> Float[Tensor, "n_examples n_layers n_heads"]:
+    """Attribution's predictions of the raced quantity (PCS, or ΔPCS with ``select="specific"``)."""
+    predictions = state.predictions
+    assert predictions is not None
+    n = state.n_examples
+    return (
+        predictions[:n] - predictions[n:] if state.config.select == "specific" else predictions[:n]
+    )
+
+
+@register_scan_method("ppi-racing")
 @register_scan_method("racing")
 def racing_work(state: ScanState) -> Iterator[Work]:
     """Rounds of exact scoring of undecided heads, then the contenders on every example.
@@ -144,12 +192,15 @@ def racing_work(state: ScanState) -> Iterator[Work]:
     ``race_allocation="uniform"``: every undecided head is scored on each round in turn.
     ``"boundary"``: after the first round, each step gives the next round of examples to the
     ``k`` undecided heads with the highest upper bounds only; the likely top heads reach every
-    example first, which raises the K-th lower bound that sends the others out. Either way a
-    head is looked at only after whole rounds, so the union bound over heads and rounds holds."""
+    example first, which raises the K-th lower bound that sends the others out. ``"lucb"``: each
+    step to LUCB's pair (the current top K's weakest, the rest's strongest). Either way a head is
+    looked at only after whole rounds, so the union bound over heads and rounds holds. Under
+    ``ppi-racing`` the bounds are of the prediction-powered estimates (``state.predictions``)."""
     config, n = state.config, state.n_examples
     contrast = config.contrast == "no-profile"
     rounds = race_rounds(n, config.round_size, config.seed)
-    level = 1 - config.delta / (len(state.heads) * len(rounds))
+    chosen_bounds = race_bounds(config.bounds)
+    predictions = ppi_predictions(state) if state.predictions is not None else None
     status: dict[Head, int] = dict.fromkeys(state.heads, UNDECIDED)
     looks: dict[Head, int] = dict.fromkeys(state.heads, 0)  # rounds each head was scored on
     length = {row: len(state.encoded[row].input_ids) for row in range(len(state.encoded))}
@@ -174,12 +225,18 @@ def racing_work(state: ScanState) -> Iterator[Work]:
         for head, count in looks.items():
             rounds_seen = count if config.race_allocation == "boundary" else latest
             seen[head] = sizes[rounds_seen - 1] if rounds_seen else 0
-        low, high = bounds(seen_values(state, position, seen), level)
-        decide(status, low, high, config.k)
+        low, high = chosen_bounds.bounds(
+            seen_values(state, position, seen), predictions, config.delta, len(state.heads),
+            len(rounds), race_t_opt(n, config.round_size),
+        )  # fmt: skip
+        middle = sorted((float(low[h] + high[h]) / 2 for h in state.heads), reverse=True)
+        epsilon = config.epsilon_value(middle[min(config.k, len(middle)) - 1])
+        decide(status, low, high, config.k, epsilon)
+        record_bounds(state, low, high)
+        if state.on_look is not None:
+            state.on_look(dict(status))
         waiting = [h for h, code in status.items() if code == UNDECIDED and looks[h] < len(rounds)]
-        if config.race_allocation == "boundary":
-            waiting = sorted(waiting, key=lambda h: float(high[h]), reverse=True)[: config.k]
-        chosen = waiting
+        chosen = allocate(config.race_allocation, waiting, status, low, high, config.k)
     contenders = [head for head, code in status.items() if code != OUT]
     yield from exact_cells_work(state, contenders, rows_of(range(n)))
     for (layer, head), code in status.items():

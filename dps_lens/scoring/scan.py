@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 from jaxtyping import Int
 from simple_parsing import field as flag_field
 from torch import Tensor
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 COMPOSITE_METHODS = ("hybrid",)
 """Scan methods that combine registered ones (see ``score_heads``)."""
+PREDICTED_METHODS = ("ppi-racing",)
+"""Registered scan methods that race on attribution's predictions of every cell (scored first)."""
 
 
 def scan_method_names() -> tuple[str, ...]:
@@ -83,8 +86,15 @@ class ScanConfig:
     k: int = 10  # size of the top-K head set (racing decides membership of this set)
     delta: float = 0.05  # racing: probability that some in/out decision is wrong
     round_size: int = 8  # racing: examples in the first round; later rounds double those seen
-    # racing: each round to every undecided head, or to the k with the highest upper bounds
-    race_allocation: Literal["uniform", "boundary"] = "uniform"
+    # racing: each round to every undecided head, to the k with the highest upper bounds, or to
+    # LUCB's pair (the weakest of the current top k and the strongest of the rest)
+    race_allocation: Literal["uniform", "boundary", "lucb"] = "uniform"
+    # racing: t-union (t-intervals, union bound over heads and rounds) or asymptotic-cs
+    # (a confidence sequence valid at every look)
+    bounds: Literal["t-union", "asymptotic-cs"] = "t-union"
+    # racing: indifference zone, in nats or a share of the K-th head's estimate ("10%"); a head
+    # may be called in when within it of the K-th
+    epsilon: str = "0"
 
     def __post_init__(self) -> None:
         if self.alpha is not None and "alpha" not in ablation_parameters(self.mode):
@@ -114,10 +124,28 @@ class ScanConfig:
             raise DpsLensError("select='specific' ranks by ΔPCS: it needs contrast='no-profile'")
         if self.graddrop and self.ig_steps:
             raise DpsLensError("GradDrop and integrated gradients are alternatives: choose one")
-        if self.contrast == "no-profile" and self.method not in ("exact", "racing"):
+        contrasts = ("exact", "racing", "attribution", *PREDICTED_METHODS)
+        if self.contrast == "no-profile" and self.method not in contrasts:
             raise DpsLensError(
-                f"the no-profile contrast needs method exact or racing, not {self.method!r}"
+                f"the no-profile contrast needs method {', '.join(contrasts)}, not {self.method!r}"
             )
+        self.epsilon_value(1.0)  # checks the syntax
+
+    def epsilon_value(self, kth_estimate: float) -> float:
+        """The indifference zone in nats, given the K-th head's estimate (for a ``"p%"`` zone)."""
+        text = self.epsilon.strip()
+        try:
+            value = (
+                float(text[:-1]) / 100 * max(kth_estimate, 0.0)
+                if text.endswith("%")
+                else float(text)
+            )
+        except ValueError:
+            raise DpsLensError(
+                f"--epsilon takes nats (0.01) or a share of the K-th head's estimate (10%), got {self.epsilon!r}"
+            ) from None
+        check_float("--epsilon", value, low=0)
+        return value
 
     def ablation(self) -> Ablation:
         """The configured intervention: ``mode`` with ``alpha`` when given."""
@@ -157,6 +185,13 @@ class ScanState:
     # makes the cells every rank finished visible in ``checkpoint``: a planner that adapts to the
     # values (racing) calls it before reading them; a no-op in a single process
     share: Callable[[], None] = field(default=lambda: None)
+    # ppi-racing: attribution's estimate of every cell, rows as ``encoded``'s
+    predictions: Tensor | None = None
+    # racing: each head's bounds at its latest look (NaN: not raced)
+    race_low: Tensor = field(default_factory=lambda: torch.empty(0))
+    race_high: Tensor = field(default_factory=lambda: torch.empty(0))
+    # racing: called with the decisions after every look (benchmarks trace a race with it)
+    on_look: Callable[[dict[Head, int]], None] | None = None
 
     @property
     def n_examples(self) -> int:

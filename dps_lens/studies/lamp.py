@@ -67,6 +67,9 @@ class LampStudyConfig:
     round_size: int = 8  # racing's first round (examples)
     # racing: each round to every undecided head, or to the k with the highest upper bounds
     race_allocation: Literal["uniform", "boundary"] = "uniform"
+    # how the races score: exact cells only (racing), or attribution on every example rectified
+    # by exact cells (ppi-racing)
+    discovery: Literal["racing", "ppi-racing"] = "racing"
     gammas: tuple[float, ...] = (0.25, 0.5, 1.0)  # DPS strengths evaluated (caps, if adaptive)
     # DPS's γ per step: the entropy of the full model's distribution, capped at each of --gammas
     adaptive: bool = False
@@ -98,7 +101,7 @@ class LampStudyConfig:
     def scan(self, select: Select) -> ScanConfig:
         """Racing exact PCS (``pcs``) or racing ΔPCS with the no-profile contrast (``specific``)."""
         config = ScanConfig(
-            method="racing", k=self.k, delta=self.delta, round_size=self.round_size,
+            method=self.discovery, k=self.k, delta=self.delta, round_size=self.round_size,
             race_allocation=self.race_allocation, template=self.template, max_length=self.max_length,
             batch_size=self.scan_batch_size, seed=self.seed,
         )  # fmt: skip
