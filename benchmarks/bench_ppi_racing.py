@@ -1,24 +1,26 @@
-"""Prediction-powered racing, measured: when it decides heads (at 64 examples, beside exact,
-racing and hybrid from ``bench_discovery.py``'s run), and how far it gets with attribution on
-many examples and exact cells only where the race needs them.
+"""Prediction-powered racing, measured: when it decides heads (replayed on the exact values of a
+full scan) and how far it gets with attribution on many examples and exact cells only where the
+race needs them.
 
-Part 1 replays every race on the exact scan's per-example values (the race is a function of the
-values, their seeded order and the bounds, so a replay makes the same decisions with no model)
-and reports, per race, the cells it scored before its decisions first held every head racing
-decided: the cells ``ppi-racing`` needs to reach racing's decisions.
+Part 1 replays every race (racing, ``ppi-racing`` with the union bound, with the confidence
+sequence and with LUCB's allocation) on the exact scan's per-example values, with attribution's
+values as the predictions. A race is a function of the values, their seeded order, the bounds and
+the allocation, so a replay makes the same decisions as a run, with no model. Per race: the cells
+it scores, its decisions, whether they hold on the exact means, the floor of its bounds, and the
+cells it had scored when its decisions first held every head that racing decided.
 
-Part 2 (the headline) runs ``ppi-racing`` with an indifference zone of 10% of the K-th head's
-estimate on ``--n-examples`` LaMP-7 examples (attribution on all of them, exact cells where the
-race needs them): cells, wall time, its decisions, and each head it calls in checked against its
-exact PCS on all the examples (a contender is scored on every example), beside the wall time of
-the full exact scan at 64 examples from part 1's run.
+Part 2 (the headline) runs races with an indifference zone of 10% of the K-th head's estimate
+(``+eps10``) on ``--headline-n`` examples (attribution on all of them, exact cells where the race
+needs them): cells, wall time, its decisions, and each head it calls in checked against the exact
+PCS of the contenders on all the examples (a contender is scored on every example), beside the
+wall time of the full exact scan of part 1 in the same run.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_ppi_racing.py --work runs/bench-ppi \\
-        --out benchmarks/results
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_discovery.py --cases smollm2-64 \
+        --methods exact,attribution --work runs/bench-ppi --tag ppi-smollm2-64
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_ppi_racing.py --work runs/bench-ppi
 
-Run ``bench_discovery.py --cases smollm2-64 --methods exact,racing,hybrid,attribution,ppi-racing,
-ppi-racing+cs,ppi-racing+lucb --work runs/bench-ppi --tag ppi-smollm2-64`` first (part 1's
-inputs); the organism and the random GPT-2 shape go through ``bench_discovery.py`` the same way.
+(``--replay-case organism-planted --replay-n 256 --headline-methods ''`` replays the organism's
+races the same way.)
 """
 
 from __future__ import annotations
@@ -85,51 +87,62 @@ def cells_to_reach(trace: list[tuple[int, dict]], target: dict) -> int | None:
     return None
 
 
+REPLAYED = ("racing", "ppi-racing", "ppi-racing+cs", "ppi-racing+lucb")
+
+
 def part_one(work: Path, case: str, n: int) -> dict:
-    """Replays of racing and the prediction-powered races on the exact values of ``case``."""
+    """Replays of racing and the prediction-powered races on the exact values of ``case``, each
+    race's decisions checked against the exact top K, with the floor of its bounds."""
     bench = _discovery_bench()
     exact = torch.load(work / f"{case}-{n}-exact.pt")
     predictions = torch.load(work / f"{case}-{n}-attribution.pt")
     k = bench.CASES[case].k
     races = {}
-    for method in ("racing", "ppi-racing", "ppi-racing+cs", "ppi-racing+lucb"):
+    for method in REPLAYED:
         config = bench.scan_config(method, bench.case_of(case, n))
-        trace = replay(exact, predictions if method.startswith("ppi") else None, config)
-        races[method] = trace
+        races[method] = replay(exact, predictions if method.startswith("ppi") else None, config)
     target = races["racing"][-1][1]
     rows = []
     for method, trace in races.items():
         final = trace[-1][1]
+        status = torch.zeros(exact.shape[1:], dtype=torch.int8)
+        for (layer, head), code in final.items():
+            status[layer, head] = code
+        predicted = predictions if method.startswith("ppi") else None
+        checked = bench.racing_decisions(status, exact, k, method, predicted)
         rows.append({
             "method": method,
             "cells": trace[-1][0],
-            "in": sum(code == 1 for code in final.values()),
-            "out": sum(code == 2 for code in final.values()),
+            "in": checked["status"]["in"],
+            "out": checked["status"]["out"],
+            "undecided": checked["status"]["undecided"],
+            "consistent": checked["consistent"],
+            "fewest_evaluations": checked["fewest_evaluations"],
             "cells_to_racing_decisions": cells_to_reach(trace, target),
         })  # fmt: skip
     return {"case": case, "n_examples": n, "k": k, "cells_exact": exact.numel(), "rows": rows}
 
 
-def part_two(work: Path, methods: list[str], n: int) -> dict:
-    """The headline runs on ``n`` LaMP-7 examples, and the exact scan at 64 to compare with."""
+def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) -> dict:
+    """The headline races on ``n`` examples of ``case``, beside the wall time of the exact scan
+    whose measurement is ``reference`` (a ``bench_discovery.py`` result in ``work``)."""
     bench = _discovery_bench()
     from dps_lens.scoring.head_scores import IN
-    from dps_lens.scoring.ppi import ppi_mean
 
-    case = "smollm2-256"
-    reference = json.loads((work / "smollm2-64-64-exact.json").read_text())
+    exact_seconds = json.loads((work / f"{reference}.json").read_text())["seconds"]
     rows = []
     for method in methods:
         measured = bench.measure(case, method, n, work)
         values = torch.load(work / f"{case}-{n}-{method}.pt")
         status = torch.load(work / f"{case}-{n}-{method}.status.pt")
-        predictions = torch.load(work / f"{case}-{n}-{method}.predictions.pt")
-        estimate = ppi_mean(values, predictions, ddof=1).estimate
-        k = bench.CASES[case].k
-        kth = float(estimate.flatten().topk(k).values[-1])
-        epsilon = 0.1 * max(kth, 0.0)
+        config = bench.scan_config(method, bench.case_of(case, n))
+        exact_means = values.nanmean(0)  # contenders are scored on every example
         called = [tuple(h) for h in torch.nonzero(status == IN).tolist()]
-        exact_of = {h: float(values[:, h[0], h[1]].mean()) for h in called}
+        contenders = status != 2
+        # the K-th largest mean among the contenders: every head in must be within ε of it
+        kth = float(exact_means[contenders].topk(min(config.k, int(contenders.sum()))).values[-1])
+        epsilon = config.epsilon_value(kth)
+        exact_of = {h: float(exact_means[h]) for h in called}
         rows.append({
             "method": method,
             "n_examples": n,
@@ -137,43 +150,47 @@ def part_two(work: Path, methods: list[str], n: int) -> dict:
             "cells": int((~torch.isnan(values)).sum()),
             "cells_all": values.numel(),
             "status": {name: int((status == code).sum()) for code, name in ((1, "in"), (2, "out"), (0, "undecided"))},
-            "kth_estimate": kth,
+            "kth_contender_mean": kth,
             "epsilon": epsilon,
             "called_in": [[*h, exact_of[h]] for h in called],
             "called_in_hold": all(v >= kth - epsilon for v in exact_of.values()),
         })  # fmt: skip
-    return {"exact_64_seconds": reference["seconds"], "rows": rows}
+    return {"case": case, "reference": reference, "exact_seconds": exact_seconds, "rows": rows}
 
 
 def markdown(report: dict) -> str:
-    """``ppi-racing.md`` from ``ppi-racing.json``."""
+    """``ppi-racing-<tag>.md`` from its JSON."""
     from dps_lens.heads import head_name
 
     one = report["replay"]
     lines = [
         f"Replays on {one['case']}'s exact values ({one['n_examples']} examples, K = {one['k']}, "
-        f"{one['cells_exact']} cells in the full exact scan):",
+        f"{one['cells_exact']} cells in the full exact scan; attribution's values as the "
+        "predictions):",
         "",
-        "| race | cells scored | decided in | decided out "
-        "| cells when its decisions first held racing's |",
-        "|---|---|---|---|---|",
+        "| race | cells scored | in / out / undecided | decisions hold on the exact means "
+        "| floor of its bounds (cells) | cells when its decisions first held racing's |",
+        "|---|---|---|---|---|---|",
     ]
     for r in one["rows"]:
-        reach = (
-            "never"
-            if r["cells_to_racing_decisions"] is None
-            else str(r["cells_to_racing_decisions"])
+        reach = r["cells_to_racing_decisions"]
+        lines.append(
+            f"| {r['method']} | {r['cells']} | {r['in']} / {r['out']} / {r['undecided']} | "
+            f"{'yes' if r['consistent'] else 'NO'} | {r['fewest_evaluations']} | "
+            f"{'never' if reach is None else reach} |"
         )
-        lines.append(f"| {r['method']} | {r['cells']} | {r['in']} | {r['out']} | {reach} |")
-    two = report["headline"]
+    two = report.get("headline")
+    if two is None:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
-        f"With attribution on every example and ε = 10% of the K-th head's estimate (the full "
-        f"exact scan at 64 examples took {two['exact_64_seconds']:.0f} s in the same run):",
+        f"On {two['case']}, attribution on every example and exact cells where the race needs "
+        f"them (the full exact scan `{two['reference']}` took {two['exact_seconds']:.0f} s in the "
+        "same run):",
         "",
-        "| race | examples | wall (s) | × the exact scan at 64 | cells scored (of all) "
+        "| race | examples | wall (s) | × the exact scan's wall | cells scored (of all) "
         "| in / out / undecided | heads called in: exact PCS on all examples "
-        "| all ≥ K-th estimate − ε |",
+        "| each ≥ the K-th contender − ε |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in two["rows"]:
@@ -181,28 +198,39 @@ def markdown(report: dict) -> str:
         called = ", ".join(f"{head_name(h[:2])} {h[2]:.3f}" for h in r["called_in"]) or "none"
         lines.append(
             f"| {r['method']} | {r['n_examples']} | {r['seconds']:.0f} | "
-            f"{r['seconds'] / two['exact_64_seconds']:.2f} | {r['cells']} ({r['cells_all']}) | "
+            f"{r['seconds'] / two['exact_seconds']:.2f} | {r['cells']} ({r['cells_all']}) | "
             f"{s['in']} / {s['out']} / {s['undecided']} | {called} | "
-            f"{'yes' if r['called_in_hold'] else 'NO'} (K-th {r['kth_estimate']:.3f}, ε {r['epsilon']:.3f}) |"
+            f"{'yes' if r['called_in_hold'] else 'NO'} (K-th {r['kth_contender_mean']:.4f}, "
+            f"ε {r['epsilon']:.4f}) |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="bench_discovery.py's --work")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--n-examples", type=int, default=256)
-    parser.add_argument("--methods", default="ppi-racing+eps10,ppi-racing+cs+eps10")
+    parser.add_argument("--tag", default="smollm2", help="results go to ppi-racing-<tag>.{json,md}")
+    parser.add_argument("--replay-case", default="smollm2-64")
+    parser.add_argument("--replay-n", type=int, default=64)
+    parser.add_argument("--headline-case", default="smollm2-256")
+    parser.add_argument("--headline-n", type=int, default=256)
+    parser.add_argument(
+        "--headline-methods", default="ppi-racing+eps10",
+        help="comma-separated races for the headline ('' skips it)",
+    )  # fmt: skip
     args = parser.parse_args()
-    report = {
-        "replay": part_one(args.work, "smollm2-64", 64),
-        "headline": part_two(args.work, args.methods.split(","), args.n_examples),
-    }
+    report: dict = {"replay": part_one(args.work, args.replay_case, args.replay_n)}
+    if args.headline_methods:
+        reference = f"{args.replay_case}-{args.replay_n}-exact"
+        methods = args.headline_methods.split(",")
+        report["headline"] = part_two(
+            args.work, args.headline_case, methods, args.headline_n, reference
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ppi-racing.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"ppi-racing-{args.tag}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "ppi-racing.md").write_text(text)
+    (args.out / f"ppi-racing-{args.tag}.md").write_text(text)
     print(text, end="")
 
 

@@ -201,7 +201,7 @@ def test_every_scan_flag_carries_its_own_help(capsys):
         ("--contrast {none,no-profile}", "also score each head without the profile"),
         ("--select {pcs,specific}", "rank the top-K set by PCS"),
         ("--round-size N", "racing: examples in the first round"),
-        ("--race-allocation {uniform,boundary}", "racing: each round to every undecided head"),
+        ("--race-allocation {uniform,boundary,lucb}", "racing: each round to every undecided head"),
     ]:
         assert f"{flag} {help_text}" in text, flag
 

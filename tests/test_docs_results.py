@@ -169,6 +169,15 @@ def test_benchmark_markdown_is_rendered_from_its_json(name: str) -> None:
         assert module.markdown(rows) == path.with_suffix(".md").read_text(encoding="utf-8"), path
 
 
+def test_the_ppi_racing_benchmark_markdown_is_rendered_from_its_json() -> None:
+    module = _benchmark("bench_ppi_racing")
+    paths = sorted((ROOT / "benchmarks" / "results").glob("ppi-racing-*.json"))
+    assert paths, "no committed ppi-racing benchmark"
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        assert module.markdown(report) == path.with_suffix(".md").read_text(encoding="utf-8")
+
+
 def test_discovery_benchmark_checks_racing_against_the_exact_top_k() -> None:
     import torch
 
@@ -179,11 +188,18 @@ def test_discovery_benchmark_checks_racing_against_the_exact_top_k() -> None:
     kept = bench.racing_decisions(torch.tensor([[IN, UNDECIDED], [UNDECIDED, OUT]]), exact, 2)
     assert kept == {
         "status": {"undecided": 2, "in": 1, "out": 1},
+        "epsilon": 0.0,
         "consistent": True,
         "fewest_evaluations": 16,
     }  # one round of all 4 examples: no saving possible
     for wrong in ([[IN, OUT], [IN, OUT]], [[IN, OUT], [UNDECIDED, OUT]]):  # in wrongly, out wrongly
         assert not bench.racing_decisions(torch.tensor(wrong), exact, 2)["consistent"]
+    # ε = 10% of the K-th mean (2.0): in at least the K-th − ε, out at most the (K+1)-th + ε
+    near = torch.tensor([3.0, 2.0, 1.9, 0.0]).reshape(1, 2, 2).expand(4, 2, 2)
+    swapped = torch.tensor([[IN, OUT], [IN, OUT]])  # the 3rd in, the 2nd out: within ε
+    within = bench.racing_decisions(swapped, near, 2, "racing+eps10")
+    assert within["epsilon"] == pytest.approx(0.2) and within["consistent"]
+    assert not bench.racing_decisions(swapped, exact, 2, "racing+eps10")["consistent"]
     row = {"case": "c", "method": "racing", "n_examples": 4, "k": 2, "seconds": 1.0,
            "peak_rss_mb": 1.0, "evaluations": 8, "diff_reference": "exact", "max_abs_diff": 0.0,
            "spearman_vs_exact": 1.0, "recall_vs_exact": 1.0, "racing": kept}  # fmt: skip

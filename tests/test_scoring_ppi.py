@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import jaxtyping
 import numpy as np
 import pytest
 import torch
@@ -238,3 +239,25 @@ def test_ppi_racing_from_the_command_line(discovery, tmp_path, capsys):
     assert main(discover_args("organism-planted", data, tmp_path / "x", "--method", "ppi-racing",
                               "--round-size", "200")) == 2  # fmt: skip
     assert "at least one round" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "lucb"])
+def test_the_benchmarks_replay_decides_and_scores_as_the_race(
+    planted, discovery, full, allocation, monkeypatch
+):
+    """``benchmarks/bench_ppi_racing.py`` reports races replayed on a full scan's values: the
+    replay must score the same cells and end with the same decisions as the race itself."""
+    from tests.test_docs_results import _benchmark
+
+    config = ScanConfig(method="ppi-racing", k=3, race_allocation=allocation, batch_size=32)
+    raced = score_heads(planted, discovery, config, progress=False)
+    assert raced.predictions is not None and raced.status is not None
+    replay = _benchmark("bench_ppi_racing").replay
+    # the replay drives racing with a stand-in scan state (no model), as the benchmark runs it:
+    # without the run-time annotation checks that the test session adds
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    trace = replay(full.per_example, raced.predictions, config)
+    cells, status = trace[-1]
+    assert cells == int((~torch.isnan(raced.per_example)).sum())
+    assert status == {(l, h): int(raced.status[l, h]) for l, h in status}
+    assert len(status) == raced.status.numel()

@@ -66,6 +66,21 @@ def test_decisions_follow_the_kth_bounds():
     assert set(few.values()) == {IN}
 
 
+def test_an_indifference_zone_compares_a_head_with_the_other_heads_bounds():
+    heads = [(0, 0), (0, 1), (0, 2)]
+    # the best head has a narrow interval: against its own lower bound it would call itself out
+    low, high = torch.tensor([[0.95, 0.5, -1.0]]), torch.tensor([[1.05, 1.5, -0.8]])
+    status = dict.fromkeys(heads, UNDECIDED)
+    decide(status, low, high, k=1, epsilon=0.2)
+    assert status == {(0, 0): UNDECIDED, (0, 1): UNDECIDED, (0, 2): OUT}
+    wide = dict.fromkeys(heads, UNDECIDED)
+    decide(wide, low, high, k=1, epsilon=0.6)  # each within 0.6 of the other's bound: decided
+    assert wide == {(0, 0): IN, (0, 1): OUT, (0, 2): OUT}
+    huge = dict.fromkeys(heads, UNDECIDED)
+    decide(huge, low, high, k=2, epsilon=10.0)  # every head within ε: still K in, the rest out
+    assert huge == {(0, 0): IN, (0, 1): IN, (0, 2): OUT}
+
+
 def test_the_fewest_race_evaluations_follow_the_best_kth_lower_bound():
     generator = torch.Generator().manual_seed(0)
     n, winner = 64, torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
@@ -76,6 +91,11 @@ def test_the_fewest_race_evaluations_follow_the_best_kth_lower_bound():
     close = 0.1 * winner + 0.3 * torch.randn(n, 1, 6, generator=generator)
     floor = fewest_race_evaluations(close, k=1, delta=0.05, round_size=8)
     assert n + 5 * 8 < floor <= 6 * n
+    # an indifference zone lets heads out sooner, but K heads stay contenders (every example)
+    assert n + 5 * 8 < fewest_race_evaluations(close, 1, 0.05, 8, epsilon=0.5) < floor
+    assert fewest_race_evaluations(close, 1, 0.05, 8, epsilon=0.01) <= floor
+    assert fewest_race_evaluations(close, 1, 0.05, 8, epsilon=10.0) == n + 5 * 8
+    assert fewest_race_evaluations(close, 2, 0.05, 8, epsilon=10.0) == 2 * n + 4 * 8
     noise = torch.randn(n, 1, 6, generator=generator)  # no gaps: no head can go out
     assert fewest_race_evaluations(noise, k=1, delta=0.05, round_size=8) == 6 * n
     assert fewest_race_evaluations(noise, k=6, delta=0.05, round_size=8) == 6 * n

@@ -95,7 +95,8 @@ def test_the_leaderboard_runs_end_to_end_reuses_a_study_and_resumes(tmp_path, ca
     out = tmp_path / "board"
     args = ["study", "leaderboard", "--data", str(data), "--out", str(out), *BOARD_ARGS]
     assert main([*args, "--discovery", str(study)]) == 0
-    report = json.loads((out / "leaderboard.json").read_text())
+    written = {name: (out / name).read_bytes() for name in ("leaderboard.json", "leaderboard.md")}
+    report = json.loads(written["leaderboard.json"])
     assert report["discovery"]["reused"] == str(study) and report["discovery"]["seconds"] == 0.0
     assert (report["n_discovery"], report["n_tuning"], report["n_evaluation"]) == (6, 3, 4)
     assert set(report["chosen"]) == {"no_profile", "dps", "amplify"}
@@ -107,6 +108,8 @@ def test_the_leaderboard_runs_end_to_end_reuses_a_study_and_resumes(tmp_path, ca
     assert rows["dps"]["verdict_random"] in ("above", "level", "below")
     assert len(rows["amplify"]["random_vs_plain"]) == 2 and "vs_random" not in rows["no_profile"]
     assert (out / "leaderboard.md").read_text() == leaderboard_markdown(report)
+    for stage in ("tuning", "evaluation"):  # the leaderboard pairs its runs itself
+        assert (out / stage / "results.csv").exists() and not (out / stage / "paired.csv").exists()
     capsys.readouterr()
     calls = []
     from dps_lens.steering import generate as real_generate
@@ -116,9 +119,8 @@ def test_the_leaderboard_runs_end_to_end_reuses_a_study_and_resumes(tmp_path, ca
         lambda *a, **k: calls.append(1) or real_generate(*a, **k),
     )
     assert main([*args, "--discovery", str(study)]) == 0  # everything resumes from the files
-    assert (
-        calls == [] and json.loads((out / "leaderboard.json").read_text())["rows"] == report["rows"]
-    )
+    assert calls == []  # and the same files, byte for byte
+    assert {name: (out / name).read_bytes() for name in written} == written
 
 
 def test_the_leaderboard_refuses_a_study_of_other_users_or_settings(tmp_path, capsys):
@@ -177,6 +179,9 @@ def test_the_comparison_tallies_verdicts_and_answers_the_questions():
         in text
     )
     assert "| dps | 0 / 0 / 2 | 1 / 0 / 1 |" in text
+    # compare.json is written with sorted keys: the tables keep the runs' method order through it
+    reloaded = json.loads(json.dumps(comparison, sort_keys=True))
+    assert compare_markdown(reloaded) == text
     with pytest.raises(DpsLensError, match="pass each run once"):
         compare_leaderboards([reports[0], reports[0]])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,7 @@ METAVARS: dict[str, str] = {
     "encoder": "ENCODER",
     "layers": "L,L,...",
     "premature_layers": "LAYERS",
+    "epsilon": "NATS|PCT%",
 }
 """Metavars of fields whose type alone does not say what they take."""
 
@@ -89,6 +91,9 @@ def _declaring_class(config: type, name: str) -> type:
     return config
 
 
+_LITERAL_PERCENT = re.compile(r"%(?!\(\w+\)s)")  # a % that is no argparse placeholder
+
+
 def _is_flag(action: argparse.Action) -> bool:
     return isinstance(action, BooleanOptionalAction)
 
@@ -98,13 +103,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = (action.help or "").replace(" (default: %(default)s)", "")  # a flag's own suffix
+        text = _LITERAL_PERCENT.sub("%%", text)  # argparse %-formats what this returns
         default = action.default
         if _is_flag(action):
             return text + (" (default: on)" if default is True else "")
         empty = default is None or default is False or default in ([], (), argparse.SUPPRESS)
         if "default" not in text.lower() and not empty and not action.required:
             shown = default.as_posix() if isinstance(default, Path) else default
-            text += f" (default: {shown})"
+            text += f" (default: {shown})".replace("%", "%%")
         return text
 
     def _format_args(self, action: argparse.Action, default_metavar: str | None) -> str:

@@ -174,7 +174,7 @@ def run_leaderboard(config: LeaderboardOptions, namespace: argparse.Namespace) -
             config.progress,
         )  # fmt: skip
     print(report["markdown"], end="")
-    print(f"done in {report['seconds']['this_call']} s -> {out}")
+    print(f"-> {out}")
 
 
 @dataclass(frozen=True, kw_only=True)

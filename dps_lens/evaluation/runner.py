@@ -270,7 +270,8 @@ def evaluate_methods(
     if out is not None and main:
         write_tables(results, out)
         comparisons = compare_results(results, pairs, task, config)
-        write_comparisons(comparisons, out)
+        if comparisons:  # no pairs asked for (``pairs=[]``, or no plain): no empty paired table
+            write_comparisons(comparisons, out)
     return results
 
 

@@ -75,22 +75,36 @@ def decide(
     status: dict[Head, int], low: Tensor, high: Tensor, k: int, epsilon: float = 0.0
 ) -> None:
     """Put undecided heads in or out of the top ``k`` where the bounds of all raced heads allow:
-    out when its upper bound is below the K-th largest lower bound (plus ``epsilon``), in when its
-    lower bound is above the (K+1)-th largest upper bound (minus ``epsilon``)."""
+    out when its upper bound is below the K-th largest lower bound of the *other* heads (plus
+    ``epsilon``), in when its lower bound is above the K-th largest upper bound of the other heads
+    (minus ``epsilon``). With every bound holding, a head put in has a mean above the K-th largest
+    mean − ``epsilon`` and a head put out one below the (K+1)-th + ``epsilon``; at most K heads
+    are ever in and all but K out. At ``epsilon`` = 0 these are the K-th largest lower and the
+    (K+1)-th largest upper bound of all heads, and no head can meet both rules or the limits."""
     heads = list(status)
     if len(heads) <= k:
         status.update(dict.fromkeys(heads, IN))
         return
     lows = sorted((float(low[h]) for h in heads), reverse=True)
     highs = sorted((float(high[h]) for h in heads), reverse=True)
-    kth_low, next_high = lows[k - 1], highs[k]
-    for head in heads:
-        if status[head] != UNDECIDED:
-            continue
-        if float(high[head]) < kth_low + epsilon:
-            status[head] = OUT
-        elif float(low[head]) > next_high - epsilon:
-            status[head] = IN
+    places = {IN: k, OUT: len(heads) - k}  # an indifference zone may not decide more than these
+    for code in status.values():
+        if code in places:
+            places[code] -= 1
+    for head in sorted(heads, key=lambda h: -float(low[h])):  # in: the strongest first
+        other_high = _kth_of_others(highs, float(high[head]), k)
+        if status[head] == UNDECIDED and places[IN] > 0 and low[head] > other_high - epsilon:
+            status[head], places[IN] = IN, places[IN] - 1
+    for head in sorted(heads, key=lambda h: float(high[h])):  # out: the weakest first
+        other_low = _kth_of_others(lows, float(low[head]), k)
+        if status[head] == UNDECIDED and places[OUT] > 0 and high[head] < other_low + epsilon:
+            status[head], places[OUT] = OUT, places[OUT] - 1
+
+
+def _kth_of_others(ordered: list[float], own: float, k: int) -> float:
+    """The K-th largest of ``ordered`` (all heads' values, largest first, ``own`` among them)
+    once one head of value ``own`` is left out."""
+    return ordered[k] if own >= ordered[k - 1] else ordered[k - 1]
 
 
 def fewest_race_evaluations(
@@ -101,15 +115,19 @@ def fewest_race_evaluations(
     seed: int = 0,
     bounds: str = "t-union",
     predictions: Float[Tensor, "n_examples n_layers n_heads"] | None = None,
+    epsilon: float = 0.0,
 ) -> int:
     """A floor on what racing can save on a full exact scan's per-example ``values``: the fewest
     head × example evaluations any race could reach with these ``bounds`` (and, for
     ``ppi-racing``, attribution's ``predictions`` of every example), example order and rounds,
     however it allocated the rounds to heads. No head can go out before its upper bound falls
-    below the K-th largest lower bound that any head reaches at any round, and contenders cost
-    every example; so head ``h`` costs at least the examples seen at the first round where that
-    happens (every example if it never does)."""
+    below the K-th largest lower bound that any other head reaches at any round (plus an indifference
+    zone ``epsilon``, in nats), and contenders cost every example; so head ``h`` costs at least
+    the examples seen at the first round where that happens (every example if it never does), and
+    the K heads of largest such cost are contenders, which cost every example."""
     n, n_heads = values.shape[0], values[0].numel()
+    if n_heads <= k:
+        return n * n_heads
     rounds = race_rounds(n, round_size, seed)
     order, seen = race_looks(rounds)
     chosen = race_bounds(bounds)
@@ -123,10 +141,12 @@ def fewest_race_evaluations(
 
     looks = [look(m) for m in seen]
     best_low = torch.stack([low for low, _ in looks]).amax(0).flatten()
-    kth_low = best_low.topk(min(k, n_heads)).values[-1]
+    ordered = best_low.topk(k + 1).values  # the K-th largest of the other heads, per head
+    kth_low = torch.where(best_low >= ordered[k - 1], ordered[k], ordered[k - 1])
     cost = torch.full_like(best_low, n, dtype=torch.long)
     for m, (_, high) in reversed(list(zip(seen, looks, strict=True))):
-        cost = torch.where(high.flatten() < kth_low, m, cost)
+        cost = torch.where(high.flatten() < kth_low + epsilon, m, cost)
+    cost[cost.topk(k).indices] = n  # at least K heads end in (or undecided): every example
     return int(cost.sum())
 
 

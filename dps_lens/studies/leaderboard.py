@@ -24,7 +24,6 @@ Both stages checkpoint per batch (``evaluate_methods``), so the same call resume
 
 import math
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -364,7 +363,6 @@ def run_leaderboard(
 ) -> dict[str, Any]:
     """Discovery (or ``reuse``: a LaMP study's output), tuning and evaluation; writes
     ``leaderboard.json`` and ``leaderboard.md`` in ``out`` and returns the report."""
-    started = time.perf_counter()
     out = Path(out)
     discovery, tuning, evaluation = leaderboard_users(examples, config)
     if reuse is not None:
@@ -411,7 +409,7 @@ def run_leaderboard(
         "chosen": {method: setting.label for method, setting in chosen.items()},
         "rows": rows,
         "profile": profile,
-        "seconds": {**run.seconds, "this_call": round(time.perf_counter() - started, 1)},
+        "seconds": run.seconds,
     }  # fmt: skip
     text = leaderboard_markdown(report)
     if distributed.current().is_main:

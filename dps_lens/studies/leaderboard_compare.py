@@ -100,7 +100,8 @@ def compare_markdown(comparison: dict[str, Any]) -> str:
     """``compare.md`` from ``compare.json``: verdict tables against plain and against random
     heads, their tally, the profile's benefit per run, and the answers."""
     runs = comparison["runs"]
-    methods = list(comparison["tally"])
+    # in the runs' order (lists keep it through the JSON, whose objects' keys are sorted)
+    methods = list(dict.fromkeys(m["method"] for run in runs for m in run["methods"]))
     lines = []
     for against, key, verdict_key in (
         ("plain", "vs_plain", "verdict_plain"),
@@ -135,7 +136,8 @@ def compare_markdown(comparison: dict[str, Any]) -> str:
         "| method | against plain | against its random heads |",
         "|---|---|---|",
     ]
-    for method, counts in comparison["tally"].items():
+    for method in methods:
+        counts = comparison["tally"][method]
         shown = {
             against: " / ".join(str(counts[against][v]) for v in VERDICTS)
             if against in counts and sum(counts[against].values())

@@ -5,16 +5,15 @@ read the profile more (``dps_lens.interventions.emphasis``). One forward pass pe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dps_lens.interventions import Ablation, get_ablation
 from dps_lens.steering.methods.base import (
     HeadsOrWeights,
     Steering,
     SteeringContext,
     register_method,
 )
-from dps_lens.steering.methods.edit import HeadEditConfig
+from dps_lens.steering.methods.edit import StrengthEditConfig
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -22,21 +21,13 @@ if TYPE_CHECKING:
 
 @register_method
 @dataclass(frozen=True)
-class AttentionEmphasisConfig(HeadEditConfig):
+class AttentionEmphasisConfig(StrengthEditConfig):
     name = "attention_emphasis"
     description = "the heads' attention off the profile scaled by alpha (PASTA)"
+    ablation = "emphasis"
+    alphas = (0.5, 0.1, 0.01)  # α = 1 is plain: 0.5 is the weakest
 
     alpha: float = 0.01  # attention kept on prompt tokens outside the profile, in (0, 1]
-
-    def __post_init__(self) -> None:
-        get_ablation("emphasis", alpha=self.alpha)  # checks alpha
-
-    @classmethod
-    def tuning_grid(cls) -> list[dict[str, Any]]:
-        return [{"alpha": alpha} for alpha in (0.5, 0.1, 0.01)]  # α = 1 is plain: 0.5 is weakest
-
-    def intervention(self, context: SteeringContext) -> Ablation:
-        return get_ablation("emphasis", alpha=self.alpha)
 
 
 def attention_emphasis(

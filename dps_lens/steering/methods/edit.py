@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from dps_lens.interventions import Ablation, as_mask
+from dps_lens.interventions import Ablation, as_mask, get_ablation
 from dps_lens.steering.methods.base import HeadsOrWeights, MethodConfig, Steering, SteeringContext
 
 
@@ -32,3 +33,24 @@ class HeadEditConfig(MethodConfig, ABC):
 
     def build(self, context: SteeringContext) -> Steering:
         return self.with_heads(context, context.require_heads(self.name))
+
+
+@dataclass(frozen=True)
+class StrengthEditConfig(HeadEditConfig):
+    """A head edit that is one registered intervention (``ablation``) at strength ``alpha``,
+    tuned over ``alphas`` (weakest first: a tie in tuning goes to the earlier)."""
+
+    ablation: ClassVar[str]
+    alphas: ClassVar[tuple[float, ...]]
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        get_ablation(self.ablation, alpha=self.alpha)  # checks alpha
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        return [{"alpha": alpha} for alpha in cls.alphas]
+
+    def intervention(self, context: SteeringContext) -> Ablation:
+        return get_ablation(self.ablation, alpha=self.alpha)
