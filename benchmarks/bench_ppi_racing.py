@@ -97,19 +97,18 @@ def part_one(work: Path, case: str, n: int) -> dict:
     exact = torch.load(work / f"{case}-{n}-exact.pt")
     predictions = torch.load(work / f"{case}-{n}-attribution.pt")
     k = bench.CASES[case].k
-    races = {}
-    for method in REPLAYED:
-        config = bench.scan_config(method, bench.case_of(case, n))
-        races[method] = replay(exact, predictions if method.startswith("ppi") else None, config)
+    predicted = {m: predictions if m.startswith("ppi") else None for m in REPLAYED}
+    races = {
+        method: replay(exact, predicted[method], bench.scan_config(method, bench.case_of(case, n)))
+        for method in REPLAYED
+    }
     target = races["racing"][-1][1]
     rows = []
     for method, trace in races.items():
-        final = trace[-1][1]
         status = torch.zeros(exact.shape[1:], dtype=torch.int8)
-        for (layer, head), code in final.items():
+        for (layer, head), code in trace[-1][1].items():
             status[layer, head] = code
-        predicted = predictions if method.startswith("ppi") else None
-        checked = bench.racing_decisions(status, exact, k, method, predicted)
+        checked = bench.racing_decisions(status, exact, k, method, predicted[method])
         rows.append({
             "method": method,
             "cells": trace[-1][0],
@@ -127,7 +126,7 @@ def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) 
     """The headline races on ``n`` examples of ``case``, beside the wall time of the exact scan
     whose measurement is ``reference`` (a ``bench_discovery.py`` result in ``work``)."""
     bench = _discovery_bench()
-    from dps_lens.scoring.head_scores import IN
+    from dps_lens.scoring.head_scores import IN, OUT, STATUS_NAMES
 
     exact_seconds = json.loads((work / f"{reference}.json").read_text())["seconds"]
     rows = []
@@ -138,7 +137,7 @@ def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) 
         config = bench.scan_config(method, bench.case_of(case, n))
         exact_means = values.nanmean(0)  # contenders are scored on every example
         called = [tuple(h) for h in torch.nonzero(status == IN).tolist()]
-        contenders = status != 2
+        contenders = status != OUT
         # the K-th largest mean among the contenders: every head in must be within ε of it
         kth = float(exact_means[contenders].topk(min(config.k, int(contenders.sum()))).values[-1])
         epsilon = config.epsilon_value(kth)
@@ -149,7 +148,7 @@ def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) 
             "seconds": measured["seconds"],
             "cells": int((~torch.isnan(values)).sum()),
             "cells_all": values.numel(),
-            "status": {name: int((status == code).sum()) for code, name in ((1, "in"), (2, "out"), (0, "undecided"))},
+            "status": {name: int((status == code).sum()) for code, name in STATUS_NAMES.items()},
             "kth_contender_mean": kth,
             "epsilon": epsilon,
             "called_in": [[*h, exact_of[h]] for h in called],
