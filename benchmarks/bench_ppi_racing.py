@@ -13,12 +13,15 @@ Part 2 (the headline) runs races with an indifference zone of 10% of the K-th he
 (``+eps10``) on ``--headline-n`` examples (attribution on all of them, exact cells where the race
 needs them): cells, wall time, its decisions, and each head it calls in checked against the exact
 PCS of the contenders on all the examples (a contender is scored on every example), beside the
-wall time of the full exact scan of part 1 in the same run.
+wall time of part 1's full exact scan as ``bench_discovery.py`` committed it (``--reference``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_discovery.py --cases smollm2-64 \
         --methods exact,attribution --work runs/bench-ppi --tag ppi-smollm2-64
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_ppi_racing.py --work runs/bench-ppi
 
+Each part, and each headline race, updates the report in place: ``--keep-replay`` keeps the
+committed replay, and a headline race not in ``--headline-methods`` keeps its committed row (all
+of them with ``--headline-methods ''``), so a race can be added without rerunning the others.
 (``--replay-case organism-planted --replay-n 256 --headline-methods ''`` replays the organism's
 races the same way.)
 """
@@ -122,13 +125,27 @@ def part_one(work: Path, case: str, n: int) -> dict:
     return {"case": case, "n_examples": n, "k": k, "cells_exact": exact.numel(), "rows": rows}
 
 
-def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) -> dict:
-    """The headline races on ``n`` examples of ``case``, beside the wall time of the exact scan
-    whose measurement is ``reference`` (a ``bench_discovery.py`` result in ``work``)."""
+def exact_scan_seconds(results: Path, case: str, n: int) -> float:
+    """The wall time of the full exact scan of ``case`` on ``n`` examples in a committed
+    ``bench_discovery.py`` result."""
+    rows = json.loads(results.read_text())["rows"]
+    found = [r for r in rows if (r["case"], r["method"], r["n_examples"]) == (case, "exact", n)]
+    if not found:
+        sys.exit(f"error: {results} has no exact scan of {case} on {n} examples; run part 1's "
+                 "bench_discovery.py command first")  # fmt: skip
+    return found[0]["seconds"]
+
+
+def part_two(
+    work: Path, case: str, methods: list[str], n: int, reference: dict, previous: dict | None
+) -> dict:
+    """The headline races on ``n`` examples of ``case``; rows of ``previous`` (the committed
+    headline) for races not in ``methods`` are kept. ``reference``: the exact scan's measurement
+    they are compared with (its ``name`` and ``seconds``)."""
     bench = _discovery_bench()
     from dps_lens.scoring.head_scores import IN, OUT, STATUS_NAMES
 
-    exact_seconds = json.loads((work / f"{reference}.json").read_text())["seconds"]
+    kept = [r for r in (previous or {}).get("rows", []) if r["method"] not in methods]
     rows = []
     for method in methods:
         measured = bench.measure(case, method, n, work)
@@ -154,7 +171,12 @@ def part_two(work: Path, case: str, methods: list[str], n: int, reference: str) 
             "called_in": [[*h, exact_of[h]] for h in called],
             "called_in_hold": all(v >= kth - epsilon for v in exact_of.values()),
         })  # fmt: skip
-    return {"case": case, "reference": reference, "exact_seconds": exact_seconds, "rows": rows}
+    return {
+        "case": case,
+        "reference": reference["name"],
+        "exact_seconds": reference["seconds"],
+        "rows": kept + rows,
+    }
 
 
 def markdown(report: dict) -> str:
@@ -184,8 +206,8 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         f"On {two['case']}, attribution on every example and exact cells where the race needs "
-        f"them (the full exact scan `{two['reference']}` took {two['exact_seconds']:.0f} s in the "
-        "same run):",
+        f"them, beside the full exact scan {two['reference']} ({two['exact_seconds']:.0f} s, "
+        "measured by part 1's command on a machine of the same kind, not in the same run):",
         "",
         "| race | examples | wall (s) | × the exact scan's wall | cells scored (of all) "
         "| in / out / undecided | heads called in: exact PCS on all examples "
@@ -212,22 +234,44 @@ def main() -> None:
     parser.add_argument("--tag", default="smollm2", help="results go to ppi-racing-<tag>.{json,md}")
     parser.add_argument("--replay-case", default="smollm2-64")
     parser.add_argument("--replay-n", type=int, default=64)
+    parser.add_argument(
+        "--keep-replay", action="store_true",
+        help="keep the committed replay (part 1) instead of replaying from --work",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference", type=Path, default=Path("benchmarks/results/discovery-ppi-smollm2-64.json"),
+        help="the committed bench_discovery.py result holding part 1's exact scan",
+    )  # fmt: skip
     parser.add_argument("--headline-case", default="smollm2-256")
     parser.add_argument("--headline-n", type=int, default=256)
     parser.add_argument(
         "--headline-methods", default="ppi-racing+eps10",
-        help="comma-separated races for the headline ('' skips it)",
+        help="comma-separated races for the headline ('' runs none and keeps the committed rows)",
     )  # fmt: skip
     args = parser.parse_args()
-    report: dict = {"replay": part_one(args.work, args.replay_case, args.replay_n)}
+    report_file = args.out / f"ppi-racing-{args.tag}.json"
+    previous = json.loads(report_file.read_text()) if report_file.exists() else {}
+    if args.keep_replay and "replay" not in previous:
+        sys.exit(f"error: {report_file} has no replay to keep; drop --keep-replay")
+    report: dict = {
+        "replay": previous["replay"]
+        if args.keep_replay
+        else part_one(args.work, args.replay_case, args.replay_n)
+    }
     if args.headline_methods:
-        reference = f"{args.replay_case}-{args.replay_n}-exact"
+        reference = {
+            "name": f"`{args.replay_case}` on {args.replay_n} examples in `{args.reference.name}`",
+            "seconds": exact_scan_seconds(args.reference, args.replay_case, args.replay_n),
+        }
         methods = args.headline_methods.split(",")
         report["headline"] = part_two(
-            args.work, args.headline_case, methods, args.headline_n, reference
-        )
+            args.work, args.headline_case, methods, args.headline_n, reference,
+            previous.get("headline"),
+        )  # fmt: skip
+    elif "headline" in previous:
+        report["headline"] = previous["headline"]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"ppi-racing-{args.tag}.json").write_text(json.dumps(report, indent=2) + "\n")
+    report_file.write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     (args.out / f"ppi-racing-{args.tag}.md").write_text(text)
     print(text, end="")

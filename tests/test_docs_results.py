@@ -178,6 +178,26 @@ def test_the_ppi_racing_benchmark_markdown_is_rendered_from_its_json() -> None:
         assert module.markdown(report) == path.with_suffix(".md").read_text(encoding="utf-8")
 
 
+def test_the_ppi_racing_benchmark_keeps_committed_parts_it_does_not_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _benchmark("bench_ppi_racing")
+    committed = ROOT / "benchmarks" / "results" / "ppi-racing-smollm2.json"
+    (tmp_path / committed.name).write_text(committed.read_text(encoding="utf-8"))
+    argv = ["bench_ppi_racing.py", "--work", str(tmp_path / "absent"), "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--keep-replay", "--headline-methods", ""])
+    module.main()  # replays nothing and runs no race: a run would need the absent --work
+    assert (tmp_path / committed.name).read_text(encoding="utf-8") == committed.read_text("utf-8")
+    rendered = (tmp_path / committed.with_suffix(".md").name).read_text(encoding="utf-8")
+    assert rendered == committed.with_suffix(".md").read_text(encoding="utf-8")
+    reference = ROOT / "benchmarks" / "results" / "discovery-ppi-smollm2-64.json"
+    headline = json.loads(committed.read_text(encoding="utf-8"))["headline"]
+    assert module.exact_scan_seconds(reference, "smollm2-64", 64) == headline["exact_seconds"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--keep-replay", "--tag", "absent"])
+    with pytest.raises(SystemExit, match="no replay to keep"):
+        module.main()
+
+
 def test_discovery_benchmark_checks_racing_against_the_exact_top_k() -> None:
     import torch
 
