@@ -203,3 +203,15 @@ def test_the_leaderboard_figures_build_from_the_runs(tmp_path):
     html = (tmp_path / "figures" / "board" / "dots.html").read_text()
     assert len(built) == 2 and json.dumps("A · bf16 · lamp7")[1:-1] in html  # as JSON
     assert "random heads" in html
+
+
+def test_the_leaderboard_legend_sits_below_the_axis_titles() -> None:
+    from dps_lens.plots.leaderboard import leaderboard_dots
+
+    runs = {"A": _board("A", "lamp7", -0.05, 0.03, 0.0), "B": _board("B", "lamp4", -0.02, 0.0, 0.0)}
+    layout = leaderboard_dots(runs, columns=2).to_dict()["layout"]
+    # in the figure's own coordinates, at its foot: in the plots' coordinates a legend below
+    # y = 0 overlaps the x-axis titles
+    legend = layout["legend"]
+    assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
+    assert layout["margin"]["b"] >= 90
