@@ -136,16 +136,11 @@ def exact_scan_seconds(results: Path, case: str, n: int) -> float:
     return found[0]["seconds"]
 
 
-def part_two(
-    work: Path, case: str, methods: list[str], n: int, reference: dict, previous: dict | None
-) -> dict:
-    """The headline races on ``n`` examples of ``case``; rows of ``previous`` (the committed
-    headline) for races not in ``methods`` are kept. ``reference``: the exact scan's measurement
-    they are compared with (its ``name`` and ``seconds``)."""
+def part_two(work: Path, case: str, methods: list[str], n: int) -> list[dict]:
+    """The rows of the headline races ``methods`` on ``n`` examples of ``case``."""
     bench = _discovery_bench()
     from dps_lens.scoring.head_scores import IN, OUT, STATUS_NAMES
 
-    kept = [r for r in (previous or {}).get("rows", []) if r["method"] not in methods]
     rows = []
     for method in methods:
         measured = bench.measure(case, method, n, work)
@@ -171,12 +166,7 @@ def part_two(
             "called_in": [[*h, exact_of[h]] for h in called],
             "called_in_hold": all(v >= kth - epsilon for v in exact_of.values()),
         })  # fmt: skip
-    return {
-        "case": case,
-        "reference": reference["name"],
-        "exact_seconds": reference["seconds"],
-        "rows": kept + rows,
-    }
+    return rows
 
 
 def markdown(report: dict) -> str:
@@ -259,15 +249,17 @@ def main() -> None:
         else part_one(args.work, args.replay_case, args.replay_n)
     }
     if args.headline_methods:
-        reference = {
-            "name": f"`{args.replay_case}` on {args.replay_n} examples in `{args.reference.name}`",
-            "seconds": exact_scan_seconds(args.reference, args.replay_case, args.replay_n),
-        }
         methods = args.headline_methods.split(",")
-        report["headline"] = part_two(
-            args.work, args.headline_case, methods, args.headline_n, reference,
-            previous.get("headline"),
-        )  # fmt: skip
+        kept = [
+            r for r in previous.get("headline", {}).get("rows", []) if r["method"] not in methods
+        ]
+        report["headline"] = {
+            "case": args.headline_case,
+            "reference": f"`{args.replay_case}` on {args.replay_n} examples in "
+            f"`{args.reference.name}`",
+            "exact_seconds": exact_scan_seconds(args.reference, args.replay_case, args.replay_n),
+            "rows": kept + part_two(args.work, args.headline_case, methods, args.headline_n),
+        }
     elif "headline" in previous:
         report["headline"] = previous["headline"]
     args.out.mkdir(parents=True, exist_ok=True)

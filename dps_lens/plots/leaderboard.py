@@ -68,20 +68,19 @@ def leaderboard_dots(
         figure.add_vline(x=0.0, line_color="#999", row=row, col=col)  # pyright: ignore[reportArgumentType]
         figure.update_xaxes(title_text=f"Δ {report['metric']} vs plain", row=row, col=col)
         figure.update_yaxes(autorange="reversed", row=row, col=col)
-    styled(
+    # the legend sits at the figure's foot, below the axis titles (in the plots' coordinates it
+    # would overlap them)
+    figure.update_layout(
+        legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0}
+    )
+    return styled(
         figure,
         title or "Every method on held-out users, against plain (green above, red below)",
         width=360 * columns + 160,
         height=330 * rows + 90,
         margin_top=30,
+        margin_bottom=30,
     )
-    # the legend sits at the figure's foot, below the axis titles (in the plot's coordinates it
-    # would overlap them)
-    figure.update_layout(
-        legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0},
-        margin={"b": 90},
-    )
-    return figure
 
 
 def lift_against_gain(runs: Mapping[str, Mapping[str, Any]], title: str | None = None) -> go.Figure:

@@ -49,10 +49,16 @@ def wrap_title(title: str, width: int) -> str:
 
 
 def styled(
-    figure: go.Figure, title: str, width: int = 640, height: int = 420, margin_top: int = 0
+    figure: go.Figure,
+    title: str,
+    width: int = 640,
+    height: int = 420,
+    margin_top: int = 0,
+    margin_bottom: int = 0,
 ) -> go.Figure:
     """Apply the shared template, font, size and title (wrapped to the width) to ``figure``;
-    ``margin_top`` adds room above the plot (for subplot titles)."""
+    ``margin_top`` adds room above the plot (for subplot titles), ``margin_bottom`` below it (for
+    a legend at the figure's foot)."""
     text = wrap_title(title, width)
     extra = 22 * text.count("<br>")
     figure.update_layout(
@@ -61,7 +67,7 @@ def styled(
         template=TEMPLATE,
         width=width,
         height=height + extra,
-        margin={"l": 70, "r": 30, "t": 70 + extra + margin_top, "b": 60},
+        margin={"l": 70, "r": 30, "t": 70 + extra + margin_top, "b": 60 + margin_bottom},
         legend={"bgcolor": "rgba(255,255,255,0.8)"},
     )
     return figure
