@@ -215,3 +215,25 @@ def test_the_leaderboard_legend_sits_below_the_axis_titles() -> None:
     legend = layout["legend"]
     assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
     assert layout["margin"]["b"] >= 90
+
+
+def test_the_lift_gain_figure_has_a_panel_per_run_and_visible_zero_lines() -> None:
+    from dps_lens.plots.leaderboard import lift_against_gain
+
+    dialogue = _board("C", "personachat", 0.01, 0.02, 0.0) | {"metric": "f1"}
+    runs = {"A": _board("A", "lamp7", -0.05, 0.03, 0.0), "B": _board("B", "lamp4", -0.02, 0.0, 0.0),
+            "C": dialogue}  # fmt: skip
+    figure = lift_against_gain(runs, columns=2)
+    layout = figure.to_dict()["layout"]
+    assert [a["text"] for a in layout["annotations"]] == ["A", "B", "C"]  # the panels' titles
+    assert [t.xaxis for t in figure.data] == ["x", "x2", "x3"]  # one run per panel
+    assert [t.text for t in figure.data][2] == ("dps", "attention_emphasis")  # plain is the origin
+    assert [layout[f"yaxis{i}"]["title"]["text"] for i in ("", "2", "3")] == [
+        "Δ rouge1 vs plain", "Δ rouge1 vs plain", "Δ f1 vs plain",
+    ]  # fmt: skip
+    assert len(layout["shapes"]) == 6  # a zero line on each axis of each panel
+    # the shared style's template must not draw them at width 0 (plotly's simple_white does)
+    defaults = figure.layout.template.layout.shapedefaults  # pyright: ignore[reportAttributeAccessIssue]
+    assert defaults.line.width > 0 and defaults.opacity == 1
+    with pytest.raises(DpsLensError, match="columns must be at least 1"):
+        lift_against_gain(runs, columns=0)

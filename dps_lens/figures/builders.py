@@ -286,7 +286,9 @@ def _leaderboard(inputs: Inputs, spec: FigureSpec) -> Figure:
 
 
 def _lift_gain(inputs: Inputs, spec: FigureSpec) -> Figure:
-    return plots.lift_against_gain(_leaderboards(inputs, spec), spec.options.get("title"))
+    return plots.lift_against_gain(
+        _leaderboards(inputs, spec), int(spec.options.get("columns", 3)), spec.options.get("title")
+    )
 
 
 VIEW_KINDS = frozenset({"attention"})  # circuitsvis views: HTML only

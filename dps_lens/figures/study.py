@@ -74,7 +74,7 @@ FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {
     "profile_attention_scatter": ("attention", "scores", "k", "title"),
     "audit": ("report", "title"),
     "leaderboard": ("reports", "columns", "title"),
-    "lift_gain": ("reports", "title"),
+    "lift_gain": ("reports", "columns", "title"),
     "depth_profile": ("reports", "select", "title"),
 }
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

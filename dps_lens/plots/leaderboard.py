@@ -26,20 +26,28 @@ def _errors(values: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     }
 
 
-def leaderboard_dots(
-    runs: Mapping[str, Mapping[str, Any]], columns: int = 3, title: str | None = None
-) -> go.Figure:
-    """One panel per run (``label: leaderboard report``): each method's Δ of the main metric
-    against plain with its 95% paired interval, coloured by its verdict; grey dots are the
-    method's random head sets at the same setting."""
+def _panels(runs: Mapping[str, Any], columns: int) -> tuple[go.Figure, int, int]:
+    """An empty grid of one panel per run, titled by the run's label: (figure, columns, rows)."""
     if not runs:
-        raise DpsLensError("the leaderboard figure needs at least one run")
+        raise DpsLensError("a leaderboard figure needs at least one run")
+    if columns < 1:
+        raise DpsLensError(f"columns must be at least 1, got {columns}")
     columns = min(columns, len(runs))
     rows = math.ceil(len(runs) / columns)
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=list(runs), horizontal_spacing=0.12,
         vertical_spacing=0.16 / max(rows - 1, 1) + 0.06,
     )  # fmt: skip
+    return figure, columns, rows
+
+
+def leaderboard_dots(
+    runs: Mapping[str, Mapping[str, Any]], columns: int = 3, title: str | None = None
+) -> go.Figure:
+    """One panel per run (``label: leaderboard report``): each method's Δ of the main metric
+    against plain with its 95% paired interval, coloured by its verdict; grey dots are the
+    method's random head sets at the same setting."""
+    figure, columns, rows = _panels(runs, columns)
     for i, report in enumerate(runs.values()):
         row, col = i // columns + 1, i % columns + 1
         methods = [r for r in report["rows"] if r["method"] != "plain"]
@@ -83,32 +91,38 @@ def leaderboard_dots(
     )
 
 
-def lift_against_gain(runs: Mapping[str, Mapping[str, Any]], title: str | None = None) -> go.Figure:
-    """Per method and run: the profile lift it adds over plain (x) against its Δ of the main
-    metric over plain (y), both with 95% paired intervals; one colour per run."""
-    figure = go.Figure()
-    for i, (label, report) in enumerate(runs.items()):
-        methods = [r for r in report["rows"] if r["method"] not in ("plain",)]
+def lift_against_gain(
+    runs: Mapping[str, Mapping[str, Any]], columns: int = 3, title: str | None = None
+) -> go.Figure:
+    """One panel per run: each method's profile lift over plain (x, the share of its output
+    words taken from the profile) against its Δ of the run's main metric over plain (y), both
+    with 95% paired intervals; a method keeps its colour across panels."""
+    figure, columns, rows = _panels(runs, columns)
+    for i, report in enumerate(runs.values()):
+        row, col = i // columns + 1, i % columns + 1
+        methods = [r for r in report["rows"] if r["method"] != "plain"]
+        names = [r["method"] for r in methods]
         figure.add_trace(
             go.Scatter(
                 x=[r["lift_vs_plain"]["value"] for r in methods],
                 y=[r["vs_plain"]["value"] for r in methods],
-                mode="markers+text", text=[r["method"] for r in methods], textposition="top center",
-                textfont={"size": 10}, marker={"size": 9, "color": method_colour(label, i)},
-                error_x=_errors([r["lift_vs_plain"] for r in methods]) | {"thickness": 1},
-                error_y=_errors([r["vs_plain"] for r in methods]) | {"thickness": 1},
-                name=f"{label} ({report['metric']})",
-                hovertemplate="%{text}: lift %{x:+.3f}, Δ metric %{y:+.4f}<extra></extra>",
-            )
+                mode="markers+text", text=names, textposition="top center", textfont={"size": 10},
+                marker={"size": 9, "color": [method_colour(n, j) for j, n in enumerate(names)]},
+                error_x=_errors([r["lift_vs_plain"] for r in methods]) | {"thickness": 1, "color": "#bbb"},
+                error_y=_errors([r["vs_plain"] for r in methods]) | {"thickness": 1, "color": "#bbb"},
+                customdata=[r["setting"] for r in methods], showlegend=False,
+                hovertemplate="%{customdata}: lift %{x:+.3f}, Δ metric %{y:+.4f}<extra></extra>",
+            ),
+            row, col,
         )  # fmt: skip
-    figure.add_hline(y=0.0, line_color="#999")
-    figure.add_vline(x=0.0, line_color="#999")
-    figure.update_xaxes(title="Δ profile lift vs plain (share of output words from the profile)")
-    figure.update_yaxes(title="Δ main metric vs plain")
-    figure.update_layout(legend={"orientation": "h", "y": -0.2, "x": 0})
+        figure.add_hline(y=0.0, line_color="#999", row=row, col=col)  # pyright: ignore[reportArgumentType]
+        figure.add_vline(x=0.0, line_color="#999", row=row, col=col)  # pyright: ignore[reportArgumentType]
+        figure.update_xaxes(title_text="Δ profile lift vs plain", row=row, col=col)
+        figure.update_yaxes(title_text=f"Δ {report['metric']} vs plain", row=row, col=col)
     return styled(
         figure,
-        title or "Does taking more from the profile pay? Profile lift against metric gain",
-        width=900,
-        height=620,
+        title or "Does taking more from the profile pay? Profile lift against metric gain, per run",
+        width=400 * columns + 80,
+        height=360 * rows + 60,
+        margin_top=30,
     )

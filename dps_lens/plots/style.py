@@ -5,11 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from dps_lens._io import atomic_write, atomic_write_text
 
 FONT = {"family": "Helvetica, Arial, sans-serif", "size": 13, "color": "#222"}
-TEMPLATE = "simple_white"
+
+
+def _template() -> go.layout.Template:
+    """plotly's ``simple_white`` with visible shapes: its shape defaults draw lines of width 0,
+    which hides every reference line (``add_vline``, ``add_hline``) not given a width."""
+    template = go.layout.Template(pio.templates["simple_white"])
+    template.update(layout={"shapedefaults": {"line": {"width": 1}, "opacity": 1.0}})
+    return template
+
+
+TEMPLATE = _template()
 DIVERGING = "RdBu_r"  # signed scores, always centred at 0
 SEQUENTIAL = "Blues"  # overlaps and fractions in [0, 1]
 METHOD_COLOURS = {
