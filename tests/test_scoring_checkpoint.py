@@ -1,4 +1,5 @@
-"""Checkpoints of a scan: damaged ones are set aside, compute time adds up across resumes."""
+"""Checkpoints of a scan: damaged ones are set aside, compute time adds up across resumes (and
+not when a finished scan is rerun)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def test_compute_time_adds_up_across_resumed_runs(tiny_llama, examples, tmp_path
     resumed = score_heads(tiny_llama, examples, config, checkpoint_dir=directory, progress=False)
     final = json.loads((directory / CHECKPOINT_META).read_text())["seconds"]
     assert final > earlier and resumed.config["seconds"] == pytest.approx(final, abs=1e-3)
+    # a finished scan rerun computes nothing, so its time (and its saved files) stay the same
+    rerun = score_heads(tiny_llama, examples, config, checkpoint_dir=directory, progress=False)
+    assert json.loads((directory / CHECKPOINT_META).read_text())["seconds"] == final
+    assert rerun.config["seconds"] == resumed.config["seconds"]
 
 
 def test_clean_losses_are_checkpointed_before_any_head(tiny_llama, examples, tmp_path, monkeypatch):

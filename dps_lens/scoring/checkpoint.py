@@ -32,10 +32,15 @@ class ScanCheckpoint:
         self.per_example = torch.full(shape, float("nan"))
         self.clean_loss = torch.full((shape[0],), float("nan"))
         self.done = torch.zeros(shape, dtype=torch.bool)
-        self.seconds = 0.0  # compute time of this scan, earlier interrupted runs included
         self._earlier, self._started = 0.0, time.perf_counter()
         if directory is not None and (directory / CHECKPOINT_META).exists():
             self._restore(directory)
+        self.seconds = self._earlier  # compute time of this scan, earlier interrupted runs included
+        self._finished_before = self._finished()
+
+    def _finished(self) -> int:
+        """How many cells and clean losses are done."""
+        return int(self.done.sum()) + int((~torch.isnan(self.clean_loss)).sum())
 
     def _restore(self, directory: Path) -> None:
         try:
@@ -74,6 +79,7 @@ class ScanCheckpoint:
         self.done |= new
         losses = torch.isnan(self.clean_loss) & ~torch.isnan(clean_loss)
         self.clean_loss[losses] = clean_loss[losses]
+        self._finished_before = self._finished()  # absorbed, not computed here
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(per_example, clean_loss, done)``, the state ``absorb`` takes."""
@@ -89,7 +95,10 @@ class ScanCheckpoint:
         )
 
     def save(self) -> None:
-        self.seconds = self._earlier + time.perf_counter() - self._started
+        """Write the checkpoint; this run's time counts only once it has computed something, so
+        rerunning a finished scan rewrites the same files."""
+        if self._finished() != self._finished_before:
+            self.seconds = self._earlier + time.perf_counter() - self._started
         if self.directory is None:
             return
         tensors = {
