@@ -26,8 +26,11 @@ def _errors(values: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     }
 
 
-def _panels(runs: Mapping[str, Any], columns: int) -> tuple[go.Figure, int, int]:
-    """An empty grid of one panel per run, titled by the run's label: (figure, columns, rows)."""
+def _panels(
+    runs: Mapping[str, Any], columns: int
+) -> tuple[go.Figure, list[tuple[int, int]], int, int]:
+    """An empty grid of one panel per run, titled by the run's label: (figure, each run's
+    (row, col) in ``runs``' order, columns, rows)."""
     if not runs:
         raise DpsLensError("a leaderboard figure needs at least one run")
     if columns < 1:
@@ -38,7 +41,8 @@ def _panels(runs: Mapping[str, Any], columns: int) -> tuple[go.Figure, int, int]
         rows=rows, cols=columns, subplot_titles=list(runs), horizontal_spacing=0.12,
         vertical_spacing=0.16 / max(rows - 1, 1) + 0.06,
     )  # fmt: skip
-    return figure, columns, rows
+    cells = [(i // columns + 1, i % columns + 1) for i in range(len(runs))]
+    return figure, cells, columns, rows
 
 
 def leaderboard_dots(
@@ -47,9 +51,8 @@ def leaderboard_dots(
     """One panel per run (``label: leaderboard report``): each method's Δ of the main metric
     against plain with its 95% paired interval, coloured by its verdict; grey dots are the
     method's random head sets at the same setting."""
-    figure, columns, rows = _panels(runs, columns)
-    for i, report in enumerate(runs.values()):
-        row, col = i // columns + 1, i % columns + 1
+    figure, cells, columns, rows = _panels(runs, columns)
+    for i, ((row, col), report) in enumerate(zip(cells, runs.values(), strict=True)):
         methods = [r for r in report["rows"] if r["method"] != "plain"]
         names = [r["method"] for r in methods]
         randoms = [(r["method"], v) for r in methods for v in r.get("random_vs_plain", [])]
@@ -97,9 +100,8 @@ def lift_against_gain(
     """One panel per run: each method's profile lift over plain (x, the share of its output
     words taken from the profile) against its Δ of the run's main metric over plain (y), both
     with 95% paired intervals; a method keeps its colour across panels."""
-    figure, columns, rows = _panels(runs, columns)
-    for i, report in enumerate(runs.values()):
-        row, col = i // columns + 1, i % columns + 1
+    figure, cells, columns, rows = _panels(runs, columns)
+    for (row, col), report in zip(cells, runs.values(), strict=True):
         methods = [r for r in report["rows"] if r["method"] != "plain"]
         names = [r["method"] for r in methods]
         figure.add_trace(
